@@ -1,0 +1,56 @@
+"""Errors the domain raises, grouped by how a caller reacts to them.
+
+DomainError
+├── InvalidInput          the caller sent something the rules refuse; say what
+├── NotFound              no such task for this caller
+├── Conflict              the caller's copy is stale; read again and retry
+└── DeliveryError         a provider refused or failed a send
+    ├── TransientDelivery     try again later, with backoff
+    └── PermanentDelivery     give up on this delivery now
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with one field of the input."""
+
+    field: str
+    message: str
+
+
+class DomainError(Exception):
+    """Base of every error the domain raises."""
+
+
+class InvalidInput(DomainError):
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
+        self.problems = problems
+
+
+class NotFound(DomainError):
+    pass
+
+
+class Conflict(DomainError):
+    pass
+
+
+class DeliveryError(DomainError):
+    """A send did not go through; `detail` is safe to store and show."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class TransientDelivery(DeliveryError):
+    pass
+
+
+class PermanentDelivery(DeliveryError):
+    pass

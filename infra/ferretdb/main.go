@@ -1,0 +1,69 @@
+// Command ferretdb-sqlite runs an embedded FerretDB on the SQLite backend,
+// so that tests can talk the MongoDB wire protocol to a local server
+// without a MongoDB install or a container.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on (host:port)")
+	dataDir := flag.String("data-dir", "data", "directory that holds the SQLite database files")
+	logLevel := flag.String("log-level", "warn", "log level: debug, info, warn or error")
+	flag.Parse()
+
+	if err := run(*listen, *dataDir, *logLevel); err != nil {
+		fmt.Fprintf(os.Stderr, "ferretdb-sqlite: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run starts FerretDB and blocks until SIGINT or SIGTERM.
+func run(listen, dataDir, logLevel string) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return fmt.Errorf("bad -log-level %q: %w", logLevel, err)
+	}
+
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	dir, err := filepath.Abs(dataDir)
+	if err != nil {
+		return fmt.Errorf("bad -data-dir %q: %w", dataDir, err)
+	}
+
+	if err = os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating data dir: %w", err)
+	}
+
+	// The SQLite handler takes a directory URI, which must end with a slash.
+	sqliteURL := "file:" + strings.TrimSuffix(dir, "/") + "/"
+
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: listen},
+		Logger:    logger,
+		Handler:   "sqlite",
+		SQLiteURL: sqliteURL,
+	})
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	logger.Warn("ferretdb listening", "addr", listen, "sqlite", sqliteURL)
+
+	return f.Run(ctx)
+}
