@@ -63,7 +63,8 @@ func run(listen, dataDir, logLevel string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	logger.Warn("ferretdb listening", "addr", listen, "sqlite", sqliteURL)
+	// Always logged, whatever the level, so the log shows each start.
+	fmt.Fprintf(os.Stderr, "ferretdb-sqlite: listening on %s, data in %s\n", listen, sqliteURL)
 
 	return f.Run(ctx)
 }
