@@ -123,6 +123,8 @@ class Outcome:
     due: Due
     tenant_id: str
     settlement: Settlement
+    attempts: int = 0
+    """Provider attempts made on the delivery so far, this one included."""
 
 
 @dataclass(frozen=True)
@@ -289,7 +291,10 @@ class ReminderEngine:
             )
             self._wakeup.set()
         outcome = Outcome(
-            due=due, tenant_id=claim.message.tenant_id, settlement=settlement
+            due=due,
+            tenant_id=claim.message.tenant_id,
+            settlement=settlement,
+            attempts=claim.attempts + (1 if settlement.attempted else 0),
         )
         if self.report is not None:
             self.report(outcome)
@@ -299,11 +304,15 @@ class ReminderEngine:
     async def _send(self, claim: Claim) -> Settlement:
         attempts = claim.attempts + 1
         sender = self.senders.get(claim.due.channel)
+        if sender is None:
+            # Give up: no provider was called, so this is no attempt either.
+            return Settlement(
+                Result.FAILED,
+                at=self.clock(),
+                attempted=False,
+                error=f"no provider configured for {claim.due.channel}",
+            )
         try:
-            if sender is None:
-                raise PermanentDelivery(
-                    f"no provider configured for {claim.due.channel}"
-                )
             provider_id = await asyncio.wait_for(
                 sender.send(claim.message),
                 timeout=self.settings.send_timeout.total_seconds(),

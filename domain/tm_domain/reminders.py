@@ -85,11 +85,11 @@ class ReminderDraft:
 
 
 def is_phone(value: str) -> bool:
-    return bool(_E164.match(value))
+    return bool(_E164.fullmatch(value))
 
 
 def is_email(value: str) -> bool:
-    return bool(_EMAIL.match(value)) and len(value) <= 254
+    return bool(_EMAIL.fullmatch(value)) and len(value) <= 254
 
 
 def check(
@@ -197,11 +197,14 @@ def plan(
     if draft is None:
         return cancel(previous) if previous is not None else None
 
-    send_at = resolve(
-        draft, task_date=task_date, time_of_day=time_of_day, timezone=timezone
-    )
-    # Stores keep milliseconds; compare and keep what they can hold.
-    send_at = send_at.replace(microsecond=send_at.microsecond // 1000 * 1000)
+    # A switched-off reminder may say nothing about when: it sends nothing.
+    send_at: datetime | None = None
+    if draft.enabled or draft.send_at is not None or draft.offset_min is not None:
+        resolved = resolve(
+            draft, task_date=task_date, time_of_day=time_of_day, timezone=timezone
+        )
+        # Stores keep milliseconds; compare and keep what they can hold.
+        send_at = resolved.replace(microsecond=resolved.microsecond // 1000 * 1000)
     wanted: dict[str, Any] = {
         "enabled": draft.enabled,
         "channels": [str(c) for c in draft.channels],
@@ -219,14 +222,21 @@ def plan(
         if not active:
             return cancel(kept)
         states = {d["state"] for d in (previous.get("deliveries") or {}).values()}
-        reopened = DeliveryState.CANCELLED in states and send_at > now
+        # NB: a reminder set while the task was closed has no deliveries yet.
+        cancelled_or_none = not states or DeliveryState.CANCELLED in states
+        reopened = (
+            draft.enabled
+            and cancelled_or_none
+            and send_at is not None
+            and send_at > now
+        )
         if not reopened:
             return kept
 
     revision = int(previous.get("revision", 0)) + 1 if previous is not None else 1
     wanted["revision"] = revision
     wanted["deliveries"] = {}
-    if draft.enabled and active:
+    if draft.enabled and active and send_at is not None:
         if send_at < now - PAST_GRACE:
             raise InvalidInput(
                 [Problem("reminder.sendAt", "is in the past; pick a time to come")]

@@ -71,7 +71,7 @@ class TaskDraft:
 
 
 def is_time_of_day(value: str) -> bool:
-    return bool(_TIME_OF_DAY.match(value))
+    return bool(_TIME_OF_DAY.fullmatch(value))
 
 
 def zone(name: str) -> ZoneInfo | None:
