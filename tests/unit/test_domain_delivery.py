@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from tm_domain import delivery, reminders, scheduling
 from tm_domain.delivery import (
     Claim,

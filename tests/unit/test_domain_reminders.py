@@ -5,6 +5,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+
 from tm_domain import reminders
 from tm_domain.errors import InvalidInput, Problem
 from tm_domain.reminders import Channel, DeliveryState, Status

@@ -4,6 +4,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from tm_domain.events import Due
 from tm_domain.scheduling import DueQueue, LatenessPolicy, RetryPolicy
 

@@ -5,6 +5,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from tm_domain import reminders, tasks
 from tm_domain.errors import InvalidInput, Problem
 

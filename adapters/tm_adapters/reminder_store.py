@@ -1,0 +1,436 @@
+"""The reminder store on MongoDB: deliveries claimed and settled in place.
+
+`MongoReminderStore` implements `tm_domain.delivery.ReminderStore` on the task
+documents of `visitor_time_tasks`. Every state change of a delivery is one
+conditional update of one task document, which MongoDB applies atomically
+without a transaction:
+
+- a claim moves a delivery from scheduled to sending only while the task is
+  open and the reminder revision is the one the engine holds, which a user
+  write bumps whenever it changes when, where or whether the reminder goes out;
+- a settlement applies only while this owner still holds the lease.
+
+Each settlement also leaves one document in `reminder_deliveries`, the history
+of attempts that outlives a reschedule. It holds no phone number or e-mail
+address.
+
+FerretDB 1.24 on SQLite does not keep that promise on its own: it applies an
+update by reading the document, changing it in memory and writing the whole of
+it back, outside any transaction, so two concurrent writers can both pass the
+same filter and the later write silently undoes the earlier. On such a server
+the store therefore takes a short lock around each of its writes to a task
+(`TaskWriteLocks`); on MongoDB, whose updates are atomic, it takes none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from tm_domain import reminders
+from tm_domain.delivery import Claim, Message, Result, Settlement
+from tm_domain.events import Due
+from tm_domain.reminders import Channel, DeliveryState
+
+log = logging.getLogger(__name__)
+
+Document = dict[str, Any]
+
+TASKS = "visitor_time_tasks"
+DELIVERIES = "reminder_deliveries"
+LOCKS = "task_write_locks"
+CHANNELS = tuple(str(c) for c in Channel)
+
+
+def _open_task() -> Document:
+    """The filter of a task whose reminder may still go out."""
+    return {"deletedAt": None, "completed": False, "reminder.enabled": True}
+
+
+def _delivery(channel: str) -> str:
+    return f"reminder.deliveries.{channel}"
+
+
+def _task_key(task_id: str) -> Any:
+    """The `_id` filter of a task id as events and the API show it.
+
+    Ids are ObjectIds shown as text; one stored as text matches too, so the
+    store does not care which of the two the writer chose.
+    """
+    try:
+        return {"$in": [ObjectId(task_id), task_id]}
+    except (InvalidId, TypeError):
+        return task_id
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _ms(span: Any) -> int | None:
+    return None if span is None else round(span.total_seconds() * 1000)
+
+
+class LockTimeout(PyMongoError):
+    """A task stayed locked by another writer for longer than a write can take."""
+
+
+class TaskWriteLocks:
+    """Mutual exclusion of writes to one task document, across processes.
+
+    For servers whose updates are not atomic (FerretDB 1.24). The only atomic
+    step such a server offers is an insert under a unique `_id`, so a lock is a
+    document inserted under the task's id and deleted after the write; it is
+    held for one database round trip, never across a provider call. A lock
+    left by a writer that died expires after `lease` and is then taken over.
+    Within one process, writers queue on an asyncio lock first, so they do not
+    poll the database for each other.
+    """
+
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        *,
+        lease: timedelta = timedelta(seconds=10),
+        wait: timedelta = timedelta(seconds=5),
+    ) -> None:
+        self.collection = collection
+        self.lease = lease
+        self.wait = wait
+        self._local: dict[str, asyncio.Lock] = {}
+        self._users: dict[str, int] = {}
+
+    @asynccontextmanager
+    async def hold(self, task_id: str) -> AsyncIterator[None]:
+        local = self._local.setdefault(task_id, asyncio.Lock())
+        self._users[task_id] = self._users.get(task_id, 0) + 1
+        try:
+            async with local:
+                token = await self._acquire(task_id)
+                try:
+                    yield
+                finally:
+                    await self.collection.delete_one({"_id": task_id, "token": token})
+        finally:
+            self._users[task_id] -= 1
+            if not self._users[task_id]:
+                del self._users[task_id]
+                del self._local[task_id]
+
+    async def _acquire(self, task_id: str) -> str:
+        token = uuid.uuid4().hex
+        give_up = time.monotonic() + self.wait.total_seconds()
+        while True:
+            now = datetime.now(UTC)
+            try:
+                await self.collection.insert_one(
+                    {"_id": task_id, "token": token, "until": now + self.lease}
+                )
+                return token
+            except DuplicateKeyError:
+                # Held by another process: wait a few milliseconds, and take
+                # it over if its holder died. NB: two writers expiring the same
+                # dead lock at once can both proceed; it needs a crash inside
+                # a write and a race within milliseconds of each other.
+                await self.collection.delete_one(
+                    {"_id": task_id, "until": {"$lt": now}}
+                )
+            if time.monotonic() > give_up:
+                raise LockTimeout(f"task {task_id} stayed locked for {self.wait}")
+            # Jitter, not a secret: the standard generator is what it needs.
+            await asyncio.sleep(random.uniform(0.002, 0.01))  # noqa: S311
+
+
+class MongoReminderStore:
+    """Reminder deliveries in the task documents, with their attempt history."""
+
+    def __init__(
+        self, db: AsyncDatabase[Document], *, lock_writes: bool | None = None
+    ) -> None:
+        """`lock_writes`: lock each write (None: only when the server is FerretDB)."""
+        self.tasks = db[TASKS]
+        self.deliveries = db[DELIVERIES]
+        self._locks = TaskWriteLocks(db[LOCKS])
+        self._lock_writes = lock_writes
+        self._indexed = False
+        self._index_lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def _writing(self, task_id: str) -> AsyncIterator[None]:
+        """Make one write to a task exclusive where the server does not."""
+        if self._lock_writes is None:
+            info = await self.tasks.database.client.admin.command("buildInfo")
+            self._lock_writes = "ferretdbVersion" in info
+            if self._lock_writes:
+                log.info("server updates are not atomic: task writes are locked")
+        if not self._lock_writes:
+            yield
+            return
+
+        async with self._locks.hold(task_id):
+            yield
+
+    async def ensure_indexes(self) -> None:
+        """Create the history's index; harmless when it already exists."""
+        async with self._index_lock:
+            if self._indexed:
+                return
+            await self.deliveries.create_index(
+                [("tenantId", ASCENDING), ("userId", ASCENDING), ("taskId", ASCENDING)],
+                name="tenant_user_task",
+            )
+            self._indexed = True
+
+    async def pending(self, *, until: datetime, limit: int) -> list[Due]:
+        # One branch per channel, each served by its (state, dueAt) index.
+        query = {
+            **_open_task(),
+            "$or": [
+                {
+                    f"{_delivery(ch)}.state": str(DeliveryState.SCHEDULED),
+                    f"{_delivery(ch)}.dueAt": {"$lte": until},
+                }
+                for ch in CHANNELS
+            ],
+        }
+        projection = {"reminder.revision": 1, "reminder.deliveries": 1}
+
+        found: list[Due] = []
+        async for doc in self.tasks.find(query, projection, limit=limit):
+            reminder = doc["reminder"]
+            for channel, delivery in (reminder.get("deliveries") or {}).items():
+                due_at = delivery.get("dueAt")
+                if (
+                    delivery.get("state") == DeliveryState.SCHEDULED
+                    and isinstance(due_at, datetime)
+                    and _utc(due_at) <= until
+                ):
+                    found.append(
+                        Due(
+                            task_id=str(doc["_id"]),
+                            revision=int(reminder["revision"]),
+                            channel=channel,
+                            due_at=_utc(due_at),
+                        )
+                    )
+        found.sort(key=lambda d: d.due_at)
+
+        return found[:limit]
+
+    async def claim(
+        self, due: Due, *, now: datetime, lease_until: datetime, owner: str
+    ) -> Claim | None:
+        path = _delivery(due.channel)
+        async with self._writing(due.task_id):
+            doc = await self.tasks.find_one_and_update(
+                {
+                    "_id": _task_key(due.task_id),
+                    **_open_task(),
+                    "reminder.revision": due.revision,
+                    f"{path}.state": str(DeliveryState.SCHEDULED),
+                    f"{path}.dueAt": {"$lte": now},
+                },
+                {
+                    "$set": {
+                        f"{path}.state": str(DeliveryState.SENDING),
+                        f"{path}.leaseOwner": owner,
+                        f"{path}.leaseUntil": lease_until,
+                    },
+                    "$inc": {"writeSeq": 1},
+                },
+                # NB: no projection: FerretDB 1.24 refuses one on findAndModify.
+                return_document=ReturnDocument.AFTER,
+            )
+        if doc is None:
+            return None
+
+        reminder = doc["reminder"]
+        delivery = reminder["deliveries"][due.channel]
+        recipient = reminder.get("phone" if due.channel == Channel.SMS else "email")
+        subject, body = reminders.message(doc, due.channel)
+
+        return Claim(
+            due=due,
+            planned_at=_utc(reminder["sendAt"]),
+            attempts=int(delivery.get("attempts") or 0),
+            message=Message(
+                channel=due.channel,
+                to=recipient or "",
+                subject=subject,
+                body=body,
+                tenant_id=str(doc["tenantId"]),
+                task_id=due.task_id,
+            ),
+        )
+
+    async def settle(self, claim: Claim, settlement: Settlement, *, owner: str) -> None:
+        due = claim.due
+        path = _delivery(due.channel)
+
+        # The end state of this attempt, written only while the lease is ours.
+        fields: Document
+        if settlement.result is Result.SENT:
+            fields = {
+                "state": str(DeliveryState.SENT),
+                "sentAt": settlement.at,
+                "providerMessageId": settlement.provider_message_id,
+                "latenessMs": _ms(settlement.lateness),
+                "lastError": None,
+            }
+        elif settlement.result is Result.RETRY:
+            fields = {
+                "state": str(DeliveryState.SCHEDULED),
+                "dueAt": settlement.next_due_at,
+                "lastError": settlement.error,
+            }
+        else:
+            fields = {"state": str(DeliveryState.FAILED), "lastError": settlement.error}
+        increments = {"writeSeq": 1}
+        if settlement.attempted:
+            increments[f"{path}.attempts"] = 1
+        async with self._writing(due.task_id):
+            doc = await self.tasks.find_one_and_update(
+                {
+                    "_id": _task_key(due.task_id),
+                    "reminder.revision": due.revision,
+                    f"{path}.state": str(DeliveryState.SENDING),
+                    f"{path}.leaseOwner": owner,
+                },
+                {
+                    "$set": {f"{path}.{name}": value for name, value in fields.items()},
+                    "$unset": {f"{path}.leaseOwner": "", f"{path}.leaseUntil": ""},
+                    "$inc": increments,
+                },
+            )
+
+        # NB: the attempt happened whether or not the lease was still ours, so
+        # the history records it either way.
+        if doc is None:
+            log.warning(
+                "settlement lost its lease",
+                extra={"task_id": due.task_id, "channel": due.channel},
+            )
+            doc = await self.tasks.find_one(
+                {"_id": _task_key(due.task_id)}, {"userId": 1}
+            )
+        await self._record(
+            tenant_id=claim.message.tenant_id,
+            user_id=None if doc is None else doc.get("userId"),
+            due=due,
+            attempt=claim.attempts + (1 if settlement.attempted else 0),
+            attempted=settlement.attempted,
+            result=str(settlement.result),
+            at=settlement.at,
+            provider_message_id=settlement.provider_message_id,
+            error=settlement.error,
+            lateness_ms=_ms(settlement.lateness),
+        )
+
+    async def expire_leases(self, *, now: datetime, error: str) -> int:
+        expired = 0
+        for channel in CHANNELS:
+            path = _delivery(channel)
+            stuck = {
+                f"{path}.state": str(DeliveryState.SENDING),
+                f"{path}.leaseUntil": {"$lte": now},
+            }
+            fields = {
+                "tenantId": 1,
+                "userId": 1,
+                "reminder.revision": 1,
+                f"{path}.attempts": 1,
+            }
+            # Read them all first: no cursor stays open across the writes.
+            for doc in await self.tasks.find(stuck, fields).to_list(None):
+                # Conditional again: the owner may have settled it meanwhile.
+                async with self._writing(str(doc["_id"])):
+                    done = await self.tasks.update_one(
+                        {"_id": doc["_id"], **stuck},
+                        {
+                            "$set": {
+                                f"{path}.state": str(DeliveryState.FAILED),
+                                f"{path}.lastError": error,
+                            },
+                            "$unset": {
+                                f"{path}.leaseOwner": "",
+                                f"{path}.leaseUntil": "",
+                            },
+                            "$inc": {f"{path}.attempts": 1, "writeSeq": 1},
+                        },
+                    )
+                if done.modified_count != 1:
+                    continue
+                expired += 1
+
+                reminder = doc["reminder"]
+                attempts = reminder["deliveries"][channel].get("attempts") or 0
+                await self._record(
+                    tenant_id=doc.get("tenantId"),
+                    user_id=doc.get("userId"),
+                    due=Due(str(doc["_id"]), int(reminder["revision"]), channel, now),
+                    attempt=int(attempts) + 1,
+                    attempted=True,
+                    result="unknown",
+                    at=now,
+                    provider_message_id=None,
+                    error=error,
+                    lateness_ms=None,
+                )
+
+        return expired
+
+    async def history(
+        self, *, tenant_id: str, user_id: str, task_id: str
+    ) -> list[Mapping[str, Any]]:
+        """The recorded attempts on a task's reminder, oldest first."""
+        cursor = self.deliveries.find(
+            {"tenantId": tenant_id, "userId": user_id, "taskId": task_id}, {"_id": 0}
+        ).sort("at", ASCENDING)
+
+        return [doc async for doc in cursor]
+
+    async def _record(
+        self,
+        *,
+        tenant_id: str | None,
+        user_id: str | None,
+        due: Due,
+        attempt: int,
+        attempted: bool,
+        result: str,
+        at: datetime,
+        provider_message_id: str | None,
+        error: str | None,
+        lateness_ms: int | None,
+    ) -> None:
+        await self.ensure_indexes()
+        await self.deliveries.insert_one(
+            {
+                "tenantId": tenant_id,
+                "userId": user_id,
+                "taskId": due.task_id,
+                "revision": due.revision,
+                "channel": due.channel,
+                "attempt": attempt,
+                "attempted": attempted,
+                "result": result,
+                "at": at,
+                "providerMessageId": provider_message_id,
+                "error": error,
+                "latenessMs": lateness_ms,
+            }
+        )

@@ -1,0 +1,342 @@
+"""The MongoDB reminder store against a real server: each step one atomic write."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.support.documents import EMAIL, PHONE, task_document
+from tm_adapters.reminder_store import DELIVERIES, MongoReminderStore
+from tm_domain.delivery import Result, Settlement
+from tm_domain.events import Due
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def due_of(doc: dict, channel: str) -> Due:
+    delivery = doc["reminder"]["deliveries"][channel]
+    return Due(str(doc["_id"]), doc["reminder"]["revision"], channel, delivery["dueAt"])
+
+
+async def test_pending_lists_each_due_channel_of_open_tasks_earliest_first(
+    reminder_store: MongoReminderStore,
+) -> None:
+    later = task_document(send_at=NOW - timedelta(seconds=10))
+    earlier = task_document(send_at=NOW - timedelta(seconds=20), channels=["email"])
+    future = task_document(send_at=NOW + timedelta(hours=2))
+    completed = {**task_document(send_at=NOW), "completed": True}
+    deleted = {**task_document(send_at=NOW), "deletedAt": NOW}
+    await reminder_store.tasks.insert_many([later, earlier, future, completed, deleted])
+
+    found = await reminder_store.pending(until=NOW + timedelta(minutes=10), limit=100)
+
+    assert [(d.task_id, d.channel) for d in found] == [
+        (str(earlier["_id"]), "email"),
+        (str(later["_id"]), "sms"),
+        (str(later["_id"]), "email"),
+    ]
+    assert all(d.due_at.tzinfo is not None for d in found)
+    assert {d.revision for d in found} == {1}
+
+
+async def test_pending_skips_deliveries_no_longer_scheduled(
+    reminder_store: MongoReminderStore,
+) -> None:
+    doc = task_document(send_at=NOW - timedelta(seconds=5))
+    doc["reminder"]["deliveries"]["sms"]["state"] = "sent"
+    await reminder_store.tasks.insert_one(doc)
+
+    found = await reminder_store.pending(until=NOW, limit=100)
+
+    assert [d.channel for d in found] == ["email"]
+
+
+async def test_claim_moves_a_due_delivery_to_sending_and_builds_its_message(
+    reminder_store: MongoReminderStore,
+) -> None:
+    doc = task_document(send_at=NOW - timedelta(seconds=1))
+    await reminder_store.tasks.insert_one(doc)
+    lease_until = NOW + timedelta(minutes=1)
+
+    sms = await reminder_store.claim(
+        due_of(doc, "sms"), now=NOW, lease_until=lease_until, owner="worker-a"
+    )
+    email = await reminder_store.claim(
+        due_of(doc, "email"), now=NOW, lease_until=lease_until, owner="worker-a"
+    )
+
+    assert sms is not None and email is not None
+    assert sms.message.to == PHONE
+    assert sms.message.body.startswith("Reminder: Water the plants")
+    assert email.message.to == EMAIL
+    assert email.message.subject == "Reminder: Water the plants"
+    assert "The ferns first" in email.message.body
+    assert sms.planned_at == doc["reminder"]["sendAt"]
+    assert sms.attempts == 0
+    assert sms.message.tenant_id == "tenant-a"
+    stored = await reminder_store.tasks.find_one({"_id": doc["_id"]})
+    delivery = stored["reminder"]["deliveries"]["sms"]
+    assert delivery["state"] == "sending"
+    assert delivery["leaseOwner"] == "worker-a"
+    assert delivery["leaseUntil"] == lease_until
+    assert stored["writeSeq"] == 3
+
+
+async def test_a_delivery_can_be_claimed_once(
+    reminder_store: MongoReminderStore,
+) -> None:
+    doc = task_document(send_at=NOW - timedelta(seconds=1), channels=["sms"])
+    await reminder_store.tasks.insert_one(doc)
+    lease = NOW + timedelta(minutes=1)
+
+    first = await reminder_store.claim(
+        due_of(doc, "sms"), now=NOW, lease_until=lease, owner="worker-a"
+    )
+    second = await reminder_store.claim(
+        due_of(doc, "sms"), now=NOW, lease_until=lease, owner="worker-b"
+    )
+
+    assert first is not None
+    assert second is None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"completed": True},
+        {"deletedAt": NOW},
+        {"reminder.enabled": False},
+        {"reminder.revision": 2},
+        {"reminder.deliveries.sms.state": "cancelled"},
+    ],
+    ids=["completed", "deleted", "disabled", "revised", "cancelled"],
+)
+async def test_claim_refuses_a_delivery_that_may_no_longer_go_out(
+    reminder_store: MongoReminderStore, change: dict
+) -> None:
+    doc = task_document(send_at=NOW - timedelta(seconds=1), channels=["sms"])
+    await reminder_store.tasks.insert_one(doc)
+    await reminder_store.tasks.update_one({"_id": doc["_id"]}, {"$set": change})
+
+    claim = await reminder_store.claim(
+        due_of(doc, "sms"), now=NOW, lease_until=NOW, owner="worker-a"
+    )
+
+    assert claim is None
+
+
+async def test_claim_refuses_a_delivery_before_its_time(
+    reminder_store: MongoReminderStore,
+) -> None:
+    doc = task_document(send_at=NOW + timedelta(seconds=30), channels=["sms"])
+    await reminder_store.tasks.insert_one(doc)
+
+    claim = await reminder_store.claim(
+        due_of(doc, "sms"), now=NOW, lease_until=NOW, owner="worker-a"
+    )
+
+    assert claim is None
+
+
+async def test_settle_sent_records_the_provider_id_and_lateness_without_recipient(
+    reminder_store: MongoReminderStore,
+) -> None:
+    doc = task_document(send_at=NOW - timedelta(seconds=2), channels=["sms"])
+    await reminder_store.tasks.insert_one(doc)
+    claim = await reminder_store.claim(
+        due_of(doc, "sms"), now=NOW, lease_until=NOW, owner="worker-a"
+    )
+    assert claim is not None
+
+    await reminder_store.settle(
+        claim,
+        Settlement(
+            Result.SENT,
+            at=NOW,
+            attempted=True,
+            provider_message_id="SM123",
+            lateness=timedelta(milliseconds=2040),
+        ),
+        owner="worker-a",
+    )
+
+    stored = await reminder_store.tasks.find_one({"_id": doc["_id"]})
+    delivery = stored["reminder"]["deliveries"]["sms"]
+    assert delivery["state"] == "sent"
+    assert delivery["sentAt"] == NOW
+    assert delivery["providerMessageId"] == "SM123"
+    assert delivery["latenessMs"] == 2040
+    assert delivery["attempts"] == 1
+    assert "leaseOwner" not in delivery and "leaseUntil" not in delivery
+    assert stored["writeSeq"] == 3
+    history = await reminder_store.history(
+        tenant_id="tenant-a", user_id="user-1", task_id=str(doc["_id"])
+    )
+    assert len(history) == 1
+    assert history[0]["result"] == "sent"
+    assert history[0]["attempt"] == 1
+    assert history[0]["channel"] == "sms"
+    assert history[0]["revision"] == 1
+    assert history[0]["latenessMs"] == 2040
+    assert history[0]["providerMessageId"] == "SM123"
+    assert PHONE not in repr(history) and EMAIL not in repr(history)
+
+
+async def test_settle_retry_schedules_the_delivery_again(
+    reminder_store: MongoReminderStore,
+) -> None:
+    doc = task_document(send_at=NOW - timedelta(seconds=2), channels=["email"])
+    await reminder_store.tasks.insert_one(doc)
+    claim = await reminder_store.claim(
+        due_of(doc, "email"), now=NOW, lease_until=NOW, owner="worker-a"
+    )
+    assert claim is not None
+    next_due = NOW + timedelta(seconds=3)
+
+    await reminder_store.settle(
+        claim,
+        Settlement(
+            Result.RETRY,
+            at=NOW,
+            attempted=True,
+            error="sendgrid HTTP 503",
+            next_due_at=next_due,
+        ),
+        owner="worker-a",
+    )
+
+    stored = await reminder_store.tasks.find_one({"_id": doc["_id"]})
+    delivery = stored["reminder"]["deliveries"]["email"]
+    assert delivery["state"] == "scheduled"
+    assert delivery["dueAt"] == next_due
+    assert delivery["lastError"] == "sendgrid HTTP 503"
+    assert delivery["attempts"] == 1
+    assert "leaseOwner" not in delivery
+    found = await reminder_store.pending(until=next_due, limit=10)
+    assert [(d.channel, d.due_at) for d in found] == [("email", next_due)]
+
+
+async def test_settle_failed_without_an_attempt_keeps_the_count(
+    reminder_store: MongoReminderStore,
+) -> None:
+    doc = task_document(send_at=NOW - timedelta(hours=7), channels=["sms"])
+    await reminder_store.tasks.insert_one(doc)
+    claim = await reminder_store.claim(
+        due_of(doc, "sms"), now=NOW, lease_until=NOW, owner="worker-a"
+    )
+    assert claim is not None
+
+    await reminder_store.settle(
+        claim,
+        Settlement(Result.FAILED, at=NOW, attempted=False, error="missed"),
+        owner="worker-a",
+    )
+
+    stored = await reminder_store.tasks.find_one({"_id": doc["_id"]})
+    delivery = stored["reminder"]["deliveries"]["sms"]
+    assert (delivery["state"], delivery["attempts"]) == ("failed", 0)
+    assert delivery["lastError"] == "missed"
+
+
+async def test_settle_by_another_owner_changes_nothing(
+    reminder_store: MongoReminderStore,
+) -> None:
+    doc = task_document(send_at=NOW - timedelta(seconds=2), channels=["sms"])
+    await reminder_store.tasks.insert_one(doc)
+    claim = await reminder_store.claim(
+        due_of(doc, "sms"), now=NOW, lease_until=NOW, owner="worker-a"
+    )
+    assert claim is not None
+
+    await reminder_store.settle(
+        claim,
+        Settlement(Result.SENT, at=NOW, attempted=True, provider_message_id="SM1"),
+        owner="worker-b",
+    )
+
+    stored = await reminder_store.tasks.find_one({"_id": doc["_id"]})
+    delivery = stored["reminder"]["deliveries"]["sms"]
+    assert delivery["state"] == "sending"
+    assert delivery["leaseOwner"] == "worker-a"
+
+
+async def test_expired_leases_fail_as_unknown_and_live_ones_stay(
+    reminder_store: MongoReminderStore,
+) -> None:
+    stuck = task_document(send_at=NOW - timedelta(minutes=5), channels=["sms"])
+    live = task_document(send_at=NOW - timedelta(minutes=5), channels=["email"])
+    await reminder_store.tasks.insert_many([stuck, live])
+    await reminder_store.claim(
+        due_of(stuck, "sms"),
+        now=NOW - timedelta(minutes=3),
+        lease_until=NOW - timedelta(minutes=2),
+        owner="dead-worker",
+    )
+    await reminder_store.claim(
+        due_of(live, "email"),
+        now=NOW,
+        lease_until=NOW + timedelta(minutes=1),
+        owner="live-worker",
+    )
+
+    count = await reminder_store.expire_leases(now=NOW, error="outcome unknown")
+
+    assert count == 1
+    stuck_now = await reminder_store.tasks.find_one({"_id": stuck["_id"]})
+    delivery = stuck_now["reminder"]["deliveries"]["sms"]
+    assert delivery["state"] == "failed"
+    assert delivery["lastError"] == "outcome unknown"
+    assert delivery["attempts"] == 1
+    assert "leaseOwner" not in delivery
+    live_now = await reminder_store.tasks.find_one({"_id": live["_id"]})
+    assert live_now["reminder"]["deliveries"]["email"]["state"] == "sending"
+    history = await reminder_store.history(
+        tenant_id="tenant-a", user_id="user-1", task_id=str(stuck["_id"])
+    )
+    assert [h["result"] for h in history] == ["unknown"]
+    assert await reminder_store.expire_leases(now=NOW, error="again") == 0
+
+
+async def test_the_history_index_is_created_once_and_again_without_error(
+    reminder_store: MongoReminderStore,
+) -> None:
+    await reminder_store.ensure_indexes()
+    second = MongoReminderStore(reminder_store.tasks.database)
+
+    await second.ensure_indexes()
+
+    indexes = await reminder_store.tasks.database[DELIVERIES].index_information()
+    assert indexes["tenant_user_task"]["key"] == [
+        ("tenantId", 1),
+        ("userId", 1),
+        ("taskId", 1),
+    ]
+
+
+@pytest.mark.parametrize("workers", [8])
+async def test_many_workers_claiming_one_delivery_at_once_yield_one_claim(
+    reminder_store: MongoReminderStore, workers: int
+) -> None:
+    doc = task_document(send_at=NOW - timedelta(seconds=1))
+    await reminder_store.tasks.insert_one(doc)
+    stores = [MongoReminderStore(reminder_store.tasks.database) for _ in range(workers)]
+    lease = NOW + timedelta(minutes=1)
+
+    claims = await asyncio.gather(
+        *(
+            store.claim(due_of(doc, channel), now=NOW, lease_until=lease, owner=f"w{i}")
+            for i, store in enumerate(stores)
+            for channel in ("sms", "email")
+        )
+    )
+
+    won = [c for c in claims if c is not None]
+    assert sorted(c.due.channel for c in won) == ["email", "sms"]
+    stored = await reminder_store.tasks.find_one({"_id": doc["_id"]})
+    deliveries = stored["reminder"]["deliveries"]
+    assert {d["state"] for d in deliveries.values()} == {"sending"}
+    assert stored["writeSeq"] == 3

@@ -1,0 +1,316 @@
+"""The platform as deployed: `tm-service` and `tm-streams` as processes.
+
+Both run against the real servers of `scripts/infra up`, on a database and a
+Kafka topic of their own, with the worker's providers aimed at the fake
+Twilio and SendGrid in this process. The end-to-end tests and the benchmarks
+read what the providers received, and when, from the fakes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from pymongo import MongoClient
+
+from tests.support.fake_providers import (
+    SENDGRID_API_KEY,
+    TWILIO_ACCOUNT_SID,
+    TWILIO_AUTH_TOKEN,
+    FakeProviders,
+)
+from tm_adapters.settings import ConnectionSettings
+
+SECRET = "end-to-end-test-secret-long-enough-0123456789"
+TASKS = "/api/v1/visitor/time/tasks"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def iso(moment: datetime) -> str:
+    return (
+        moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+class Process:
+    """One deployable started with its console script, its output in a file."""
+
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.env = env
+        self.log = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Process:
+        with self.log.open("wb") as out:
+            self.popen = subprocess.Popen(
+                [str(BIN / self.name)],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def wait_for_line(self, needle: str, *, within: float = 60.0) -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if needle in self.output():
+                return
+            self.must_be_running()
+            time.sleep(0.1)
+        pytest.fail(f"{self.name} never logged {needle!r}:\n{self.tail()}")
+
+    def must_be_running(self) -> None:
+        assert self.popen is not None
+        if self.popen.poll() is not None:
+            pytest.fail(
+                f"{self.name} exited with {self.popen.returncode}:\n{self.tail()}"
+            )
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.output().splitlines()[-lines:])
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=5)
+
+
+class Platform:
+    """The service, the worker and the fake providers of one test."""
+
+    def __init__(
+        self,
+        servers: ConnectionSettings,
+        log_dir: Path,
+        *,
+        overrides: dict[str, str] | None = None,
+    ) -> None:
+        unique = uuid.uuid4().hex[:10]
+        self.database = f"tm_e2e_{unique}"
+        self.providers = FakeProviders().start()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_dir = log_dir
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("TM_")},
+            "TM_ENVIRONMENT": "development",
+            "TM_MONGODB_URI": servers.mongodb_uri,
+            "TM_MONGODB_DATABASE": self.database,
+            "TM_KAFKA_BOOTSTRAP": servers.kafka_bootstrap,
+            "TM_KAFKA_TASK_EVENTS_TOPIC": f"tm-e2e-{unique}",
+            "TM_KAFKA_TASK_EVENTS_PARTITIONS": "3",
+            "TM_REDIS_URL": servers.redis_url,
+            "TM_JWT_SECRET": SECRET,
+            "TM_SERVICE_PORT": str(self.port),
+            "TM_OUTBOX_RELAY_INTERVAL_MS": "200",
+            "TM_TWILIO_ACCOUNT_SID": TWILIO_ACCOUNT_SID,
+            "TM_TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
+            "TM_TWILIO_FROM_NUMBER": "+15005550006",
+            "TM_TWILIO_API_BASE": self.providers.url,
+            "TM_SENDGRID_API_KEY": SENDGRID_API_KEY,
+            "TM_SENDGRID_FROM_EMAIL": "reminders@time-manager.test",
+            "TM_SENDGRID_API_HOST": self.providers.url,
+            "TM_DELIVERY_BACKOFF_BASE_MS": "200",
+            "TM_DELIVERY_SEND_TIMEOUT_MS": "3000",
+            "TM_SWEEP_INTERVAL_MS": "2000",
+            "TM_STREAMS_APP_ID": f"tm-streams-e2e-{unique}",
+            "TM_STREAMS_DATA_DIR": str(log_dir / f"streams-{unique}"),
+            "TM_STREAMS_WEB_PORT": str(free_port()),
+            **(overrides or {}),
+        }
+        self.service = Process("tm-service", self.env, log_dir)
+        self.worker: Process | None = None
+        self.http = httpx.Client(base_url=self.url, timeout=10)
+
+    def start_service(self) -> None:
+        self.service.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            self.service.must_be_running()
+            try:
+                if self.http.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        pytest.fail(f"tm-service did not answer /healthz:\n{self.service.tail()}")
+
+    def start_worker(self) -> Process:
+        self.worker = Process("tm-streams", self.env, self.log_dir).start()
+        self.worker.wait_for_line("delivery engine started")
+        return self.worker
+
+    def warm_up(self) -> None:
+        """Send one reminder through the whole chain, so later timings are fair.
+
+        A worker's first seconds go to joining its consumer group; a reminder
+        due then is late through no fault of the scheduling.
+        """
+        task = self.create(self.task(due_in=timedelta(seconds=1), channels=["email"]))
+        self.wait_for_messages(for_task(task), count=1, within=60)
+        self.providers.reset()
+
+    def token(self, user: str = "alice", tenant: str = "acme") -> str:
+        claims = {
+            "sub": user,
+            "tenant": tenant,
+            "role": "visitor",
+            "exp": time.time() + 3600,
+        }
+        return jwt.encode(claims, SECRET, algorithm="HS256")
+
+    def headers(self, user: str = "alice") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user)}"}
+
+    def task(
+        self,
+        *,
+        due_in: timedelta,
+        channels: list[str] | None = None,
+        phone: str = "+14155550100",
+        email: str = "alice@example.com",
+    ) -> dict[str, Any]:
+        """The design document's example request, its reminder due soon."""
+        send_at = datetime.now(UTC) + due_in
+        return {
+            "title": "Morning standup meeting",
+            "notes": "Discuss sprint progress",
+            "taskDate": send_at.date().isoformat(),
+            "session": "morning",
+            "timeOfDay": "09:00",
+            "durationMin": 30,
+            "priority": "high",
+            "scopeTag": "daily",
+            "category": "work",
+            "tags": ["meeting", "team"],
+            "reminder": {
+                "enabled": True,
+                "channels": channels or ["sms", "email"],
+                "sendAt": iso(send_at),
+                "phone": phone,
+                "email": email,
+            },
+        }
+
+    def create(self, body: dict[str, Any], user: str = "alice") -> dict[str, Any]:
+        """Create a task whose title, and so its reminder texts, are its own."""
+        body = {**body, "title": f"{body['title']} #{uuid.uuid4().hex[:8]}"}
+        response = self.http.post(TASKS, json=body, headers=self.headers(user))
+        assert response.status_code == 201, response.text
+        task: dict[str, Any] = response.json()["data"]
+        return task
+
+    def put(
+        self, task: dict[str, Any], user: str = "alice", **changes: Any
+    ) -> dict[str, Any]:
+        """A full update of a task as read, with `changes` applied."""
+        body = {k: v for k, v in task.items() if k in EDITABLE}
+        if body.get("reminder"):
+            body["reminder"] = {
+                k: v for k, v in body["reminder"].items() if k in REMINDER_EDITABLE
+            }
+        body.update(changes)
+        body["version"] = task["version"]
+        response = self.http.put(
+            f"{TASKS}/{task['_id']}", json=body, headers=self.headers(user)
+        )
+        assert response.status_code == 200, response.text
+        updated: dict[str, Any] = response.json()["data"]
+        return updated
+
+    def get(self, task_id: str, user: str = "alice") -> dict[str, Any]:
+        response = self.http.get(f"{TASKS}/{task_id}", headers=self.headers(user))
+        assert response.status_code == 200, response.text
+        task: dict[str, Any] = response.json()["data"]
+        return task
+
+    def wait_for_messages(
+        self,
+        match: Callable[[dict[str, Any]], bool],
+        *,
+        count: int,
+        within: float = 15.0,
+    ) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + within
+        found: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            found = [m for m in self.providers.messages() if match(m)]
+            if len(found) >= count:
+                return found
+            time.sleep(0.05)
+        pytest.fail(
+            f"{len(found)} of {count} messages arrived in {within}s; worker log:\n"
+            + (self.worker.tail() if self.worker else "(no worker)")
+        )
+
+    def wait_for_task(
+        self,
+        task_id: str,
+        done: Callable[[dict[str, Any]], bool],
+        *,
+        within: float = 15.0,
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + within
+        task = self.get(task_id)
+        while not done(task) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            task = self.get(task_id)
+        return task
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.kill(signal.SIGTERM)
+        self.service.kill(signal.SIGTERM)
+        self.http.close()
+        self.providers.stop()
+        with MongoClient(self.env["TM_MONGODB_URI"]) as client:
+            client.drop_database(self.database)
+
+
+def for_task(task: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    """Matches the provider requests that carry this task's reminder."""
+    return lambda message: task["title"] in (message.get("body") or "")
+
+
+EDITABLE = {
+    "title",
+    "notes",
+    "taskDate",
+    "session",
+    "timeOfDay",
+    "durationMin",
+    "priority",
+    "scopeTag",
+    "category",
+    "tags",
+    "timezone",
+    "reminder",
+}
+REMINDER_EDITABLE = {"enabled", "channels", "sendAt", "offsetMin", "phone", "email"}
