@@ -17,30 +17,25 @@ address.
 FerretDB 1.24 on SQLite does not keep that promise on its own: it applies an
 update by reading the document, changing it in memory and writing the whole of
 it back, outside any transaction, so two concurrent writers can both pass the
-same filter and the later write silently undoes the earlier. On such a server
-the store therefore takes a short lock around each of its writes to a task
-(`TaskWriteLocks`); on MongoDB, whose updates are atomic, it takes none.
+same filter and the later write silently undoes the earlier. Every write goes
+through `tm_adapters.mongo.update_where`, which on such a server takes the
+task's lock, the same one the API takes; on MongoDB it takes none.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import time
-import uuid
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from pymongo import ASCENDING, ReturnDocument
-from pymongo.asynchronous.collection import AsyncCollection
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from tm_adapters import mongo
 from tm_domain import reminders
 from tm_domain.delivery import Claim, Message, Result, Settlement
 from tm_domain.events import Due
@@ -52,7 +47,6 @@ Document = dict[str, Any]
 
 TASKS = "visitor_time_tasks"
 DELIVERIES = "reminder_deliveries"
-LOCKS = "task_write_locks"
 CHANNELS = tuple(str(c) for c in Channel)
 
 
@@ -66,13 +60,9 @@ def _delivery(channel: str) -> str:
 
 
 def _task_key(task_id: str) -> Any:
-    """The `_id` filter of a task id as events and the API show it.
-
-    Ids are ObjectIds shown as text; one stored as text matches too, so the
-    store does not care which of the two the writer chose.
-    """
+    """The `_id` of a task id as events and the API show it: an ObjectId as text."""
     try:
-        return {"$in": [ObjectId(task_id), task_id]}
+        return ObjectId(task_id)
     except (InvalidId, TypeError):
         return task_id
 
@@ -85,104 +75,26 @@ def _ms(span: Any) -> int | None:
     return None if span is None else round(span.total_seconds() * 1000)
 
 
-class LockTimeout(PyMongoError):
-    """A task stayed locked by another writer for longer than a write can take."""
-
-
-class TaskWriteLocks:
-    """Mutual exclusion of writes to one task document, across processes.
-
-    For servers whose updates are not atomic (FerretDB 1.24). The only atomic
-    step such a server offers is an insert under a unique `_id`, so a lock is a
-    document inserted under the task's id and deleted after the write; it is
-    held for one database round trip, never across a provider call. A lock
-    left by a writer that died expires after `lease` and is then taken over.
-    Within one process, writers queue on an asyncio lock first, so they do not
-    poll the database for each other.
-    """
-
-    def __init__(
-        self,
-        collection: AsyncCollection[Document],
-        *,
-        lease: timedelta = timedelta(seconds=10),
-        wait: timedelta = timedelta(seconds=5),
-    ) -> None:
-        self.collection = collection
-        self.lease = lease
-        self.wait = wait
-        self._local: dict[str, asyncio.Lock] = {}
-        self._users: dict[str, int] = {}
-
-    @asynccontextmanager
-    async def hold(self, task_id: str) -> AsyncIterator[None]:
-        local = self._local.setdefault(task_id, asyncio.Lock())
-        self._users[task_id] = self._users.get(task_id, 0) + 1
-        try:
-            async with local:
-                token = await self._acquire(task_id)
-                try:
-                    yield
-                finally:
-                    await self.collection.delete_one({"_id": task_id, "token": token})
-        finally:
-            self._users[task_id] -= 1
-            if not self._users[task_id]:
-                del self._users[task_id]
-                del self._local[task_id]
-
-    async def _acquire(self, task_id: str) -> str:
-        token = uuid.uuid4().hex
-        give_up = time.monotonic() + self.wait.total_seconds()
-        while True:
-            now = datetime.now(UTC)
-            try:
-                await self.collection.insert_one(
-                    {"_id": task_id, "token": token, "until": now + self.lease}
-                )
-                return token
-            except DuplicateKeyError:
-                # Held by another process: wait a few milliseconds, and take
-                # it over if its holder died. NB: two writers expiring the same
-                # dead lock at once can both proceed; it needs a crash inside
-                # a write and a race within milliseconds of each other.
-                await self.collection.delete_one(
-                    {"_id": task_id, "until": {"$lt": now}}
-                )
-            if time.monotonic() > give_up:
-                raise LockTimeout(f"task {task_id} stayed locked for {self.wait}")
-            # Jitter, not a secret: the standard generator is what it needs.
-            await asyncio.sleep(random.uniform(0.002, 0.01))  # noqa: S311
-
-
 class MongoReminderStore:
     """Reminder deliveries in the task documents, with their attempt history."""
 
     def __init__(
-        self, db: AsyncDatabase[Document], *, lock_writes: bool | None = None
+        self, db: AsyncDatabase[Document], *, locks: mongo.Locks | None = None
     ) -> None:
-        """`lock_writes`: lock each write (None: only when the server is FerretDB)."""
+        """`locks`: how writes to a task exclude each other; None: as needed."""
+        self.db = db
         self.tasks = db[TASKS]
         self.deliveries = db[DELIVERIES]
-        self._locks = TaskWriteLocks(db[LOCKS])
-        self._lock_writes = lock_writes
+        self._task_locks = locks
         self._indexed = False
         self._index_lock = asyncio.Lock()
 
-    @asynccontextmanager
-    async def _writing(self, task_id: str) -> AsyncIterator[None]:
-        """Make one write to a task exclusive where the server does not."""
-        if self._lock_writes is None:
-            info = await self.tasks.database.client.admin.command("buildInfo")
-            self._lock_writes = "ferretdbVersion" in info
-            if self._lock_writes:
+    async def _locks(self) -> mongo.Locks:
+        if self._task_locks is None:
+            self._task_locks = await mongo.locks_for(self.db)
+            if not self._task_locks.atomic:
                 log.info("server updates are not atomic: task writes are locked")
-        if not self._lock_writes:
-            yield
-            return
-
-        async with self._locks.hold(task_id):
-            yield
+        return self._task_locks
 
     async def ensure_indexes(self) -> None:
         """Create the history's index; harmless when it already exists."""
@@ -235,26 +147,25 @@ class MongoReminderStore:
         self, due: Due, *, now: datetime, lease_until: datetime, owner: str
     ) -> Claim | None:
         path = _delivery(due.channel)
-        async with self._writing(due.task_id):
-            doc = await self.tasks.find_one_and_update(
-                {
-                    "_id": _task_key(due.task_id),
-                    **_open_task(),
-                    "reminder.revision": due.revision,
-                    f"{path}.state": str(DeliveryState.SCHEDULED),
-                    f"{path}.dueAt": {"$lte": now},
+        doc = await mongo.update_where(
+            self.tasks,
+            _task_key(due.task_id),
+            {
+                **_open_task(),
+                "reminder.revision": due.revision,
+                f"{path}.state": str(DeliveryState.SCHEDULED),
+                f"{path}.dueAt": {"$lte": now},
+            },
+            {
+                "$set": {
+                    f"{path}.state": str(DeliveryState.SENDING),
+                    f"{path}.leaseOwner": owner,
+                    f"{path}.leaseUntil": lease_until,
                 },
-                {
-                    "$set": {
-                        f"{path}.state": str(DeliveryState.SENDING),
-                        f"{path}.leaseOwner": owner,
-                        f"{path}.leaseUntil": lease_until,
-                    },
-                    "$inc": {"writeSeq": 1},
-                },
-                # NB: no projection: FerretDB 1.24 refuses one on findAndModify.
-                return_document=ReturnDocument.AFTER,
-            )
+                "$inc": {"writeSeq": 1},
+            },
+            locks=await self._locks(),
+        )
         if doc is None:
             return None
 
@@ -302,20 +213,21 @@ class MongoReminderStore:
         increments = {"writeSeq": 1}
         if settlement.attempted:
             increments[f"{path}.attempts"] = 1
-        async with self._writing(due.task_id):
-            doc = await self.tasks.find_one_and_update(
-                {
-                    "_id": _task_key(due.task_id),
-                    "reminder.revision": due.revision,
-                    f"{path}.state": str(DeliveryState.SENDING),
-                    f"{path}.leaseOwner": owner,
-                },
-                {
-                    "$set": {f"{path}.{name}": value for name, value in fields.items()},
-                    "$unset": {f"{path}.leaseOwner": "", f"{path}.leaseUntil": ""},
-                    "$inc": increments,
-                },
-            )
+        doc = await mongo.update_where(
+            self.tasks,
+            _task_key(due.task_id),
+            {
+                "reminder.revision": due.revision,
+                f"{path}.state": str(DeliveryState.SENDING),
+                f"{path}.leaseOwner": owner,
+            },
+            {
+                "$set": {f"{path}.{name}": value for name, value in fields.items()},
+                "$unset": {f"{path}.leaseOwner": "", f"{path}.leaseUntil": ""},
+                "$inc": increments,
+            },
+            locks=await self._locks(),
+        )
 
         # NB: the attempt happened whether or not the lease was still ours, so
         # the history records it either way.
@@ -324,9 +236,7 @@ class MongoReminderStore:
                 "settlement lost its lease",
                 extra={"task_id": due.task_id, "channel": due.channel},
             )
-            doc = await self.tasks.find_one(
-                {"_id": _task_key(due.task_id)}, {"userId": 1}
-            )
+            doc = await self.tasks.find_one({"_id": _task_key(due.task_id)})
         await self._record(
             tenant_id=claim.message.tenant_id,
             user_id=None if doc is None else doc.get("userId"),
@@ -357,22 +267,24 @@ class MongoReminderStore:
             # Read them all first: no cursor stays open across the writes.
             for doc in await self.tasks.find(stuck, fields).to_list(None):
                 # Conditional again: the owner may have settled it meanwhile.
-                async with self._writing(str(doc["_id"])):
-                    done = await self.tasks.update_one(
-                        {"_id": doc["_id"], **stuck},
-                        {
-                            "$set": {
-                                f"{path}.state": str(DeliveryState.FAILED),
-                                f"{path}.lastError": error,
-                            },
-                            "$unset": {
-                                f"{path}.leaseOwner": "",
-                                f"{path}.leaseUntil": "",
-                            },
-                            "$inc": {f"{path}.attempts": 1, "writeSeq": 1},
+                done = await mongo.update_where(
+                    self.tasks,
+                    doc["_id"],
+                    stuck,
+                    {
+                        "$set": {
+                            f"{path}.state": str(DeliveryState.FAILED),
+                            f"{path}.lastError": error,
                         },
-                    )
-                if done.modified_count != 1:
+                        "$unset": {
+                            f"{path}.leaseOwner": "",
+                            f"{path}.leaseUntil": "",
+                        },
+                        "$inc": {f"{path}.attempts": 1, "writeSeq": 1},
+                    },
+                    locks=await self._locks(),
+                )
+                if done is None:
                     continue
                 expired += 1
 

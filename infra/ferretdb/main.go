@@ -21,16 +21,18 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on (host:port)")
 	dataDir := flag.String("data-dir", "data", "directory that holds the SQLite database files")
 	logLevel := flag.String("log-level", "warn", "log level: debug, info, warn or error")
+	sync := flag.String("sqlite-synchronous", "normal",
+		"SQLite synchronous pragma: full syncs the disk at every commit, normal only at checkpoints")
 	flag.Parse()
 
-	if err := run(*listen, *dataDir, *logLevel); err != nil {
+	if err := run(*listen, *dataDir, *logLevel, *sync); err != nil {
 		fmt.Fprintf(os.Stderr, "ferretdb-sqlite: %v\n", err)
 		os.Exit(1)
 	}
 }
 
 // run starts FerretDB and blocks until SIGINT or SIGTERM.
-func run(listen, dataDir, logLevel string) error {
+func run(listen, dataDir, logLevel, sync string) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		return fmt.Errorf("bad -log-level %q: %w", logLevel, err)
@@ -47,8 +49,18 @@ func run(listen, dataDir, logLevel string) error {
 		return fmt.Errorf("creating data dir: %w", err)
 	}
 
+	switch sync {
+	case "off", "normal", "full":
+	default:
+		return fmt.Errorf("bad -sqlite-synchronous %q: want off, normal or full", sync)
+	}
+
 	// The SQLite handler takes a directory URI, which must end with a slash.
-	sqliteURL := "file:" + strings.TrimSuffix(dir, "/") + "/"
+	// In WAL mode (FerretDB's default) synchronous=normal commits without a
+	// disk sync, which survives a crash of the server but not of the machine:
+	// right for development and tests, where a sync per write made every
+	// update take over ten milliseconds.
+	sqliteURL := "file:" + strings.TrimSuffix(dir, "/") + "/?_pragma=synchronous(" + sync + ")"
 
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: listen},

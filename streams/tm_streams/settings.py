@@ -67,8 +67,9 @@ class StreamsSettings(ConnectionSettings):
     sweep_interval_ms: int = Field(default=15_000, ge=100, le=3_600_000)
     """How often MongoDB is read for due deliveries the events missed and for
     abandoned sends, in milliseconds. Default: 15000."""
-    schedule_horizon_s: int = Field(default=600, ge=1, le=86_400)
-    """How far ahead deliveries are held in memory, in seconds. Default: 600."""
+    schedule_horizon_s: int = Field(default=600, ge=0, le=86_400)
+    """How far ahead deliveries are held in memory, in seconds; 0 holds none
+    and sends only what each sweep finds due, a plain poller. Default: 600."""
     worker_id: str = Field(default_factory=_worker_id, min_length=1, max_length=200)
     """Who holds a claimed delivery's lease. Default: `<hostname>-<pid>`."""
 

@@ -1,0 +1,111 @@
+"""Storage: the port through which tasks are read and written.
+
+The task service speaks to a `TaskStore`; the outbox relay to an
+`OutboxStore`. Tasks cross this port as plain mappings shaped like the task
+document of docs/architecture.md (camelCase keys, `_id` as text, datetimes
+timezone aware in UTC), so a store needs no model classes to satisfy it: the
+MongoDB adapter does, and an SQLite one could.
+
+Every method of a task store is scoped to one user of one tenant, except
+the outbox's, which the relay runs across tenants. Every write is one atomic
+step on one task, and a store that cannot be reached raises `StoreUnavailable`
+so that the caller can answer "try again in a moment" instead of failing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tm_domain.errors import DomainError
+
+Task = dict[str, Any]
+"""A task document as docs/architecture.md describes it, `_id` as text."""
+
+
+class StoreUnavailable(DomainError):
+    """The store cannot be reached or did not answer in time; retry after a pause."""
+
+
+@dataclass(frozen=True)
+class User:
+    """Whose tasks a call reads or writes: a user of a tenant, from the token."""
+
+    tenant_id: str
+    user_id: str
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """The events of one task that are not yet published, oldest first."""
+
+    task_id: str
+    events: tuple[Mapping[str, Any], ...]
+
+
+class OutboxStore(Protocol):
+    """The events written with tasks and waiting to be published."""
+
+    async def pending_events(self, *, limit: int) -> list[OutboxEntry]:
+        """Tasks with unpublished events, across every tenant; at most `limit`."""
+        ...
+
+    async def drop_events(self, task_id: str, event_ids: Sequence[str]) -> None:
+        """Remove published events from a task's outbox.
+
+        Events written since they were read stay; when none is left the task
+        no longer counts as pending.
+        """
+        ...
+
+
+class TaskStore(OutboxStore, Protocol):
+    """Tasks, each with its reminder and its outbox of events, one user at a time."""
+
+    async def prepare(self) -> None:
+        """Create what the store needs (indexes, tables); safe to run again."""
+        ...
+
+    def new_id(self) -> str:
+        """A fresh task id, so that the first event can name the task."""
+        ...
+
+    async def insert(self, task: Mapping[str, Any]) -> None:
+        """Store a new task; it carries its first event in `outbox`."""
+        ...
+
+    async def get(self, user: User, task_id: str) -> Task | None:
+        """The user's task, without its outbox; None if absent, deleted or
+        if `task_id` is not an id this store could have made."""
+        ...
+
+    async def write(
+        self,
+        user: User,
+        task_id: str,
+        *,
+        write_seq: int,
+        changes: Mapping[str, Any],
+        event: Mapping[str, Any],
+    ) -> Task | None:
+        """Apply a user write to a task that is still at `write_seq`.
+
+        In one atomic step: set `changes`, add one to `version` and to
+        `writeSeq`, append `event` to the outbox and mark the task pending.
+        Returns the task as written, or None when it moved past `write_seq`
+        or is gone, in which case nothing changed.
+        """
+        ...
+
+    async def between(
+        self,
+        user: User,
+        first: str,
+        last: str,
+        *,
+        limit: int,
+    ) -> list[Task]:
+        """The user's tasks dated `first` to `last` (`YYYY-MM-DD`, both
+        included), not deleted, ordered by `sortKey` then `createdAt`."""
+        ...

@@ -1,0 +1,123 @@
+"""The application factory: the API wired to its store, relay and probes.
+
+Start-up creates the store's indexes (a store that cannot be reached fails
+start-up: nothing can be served without it) and starts the outbox relay in
+the background. Kafka and Redis are not needed to start: while they are down
+`/readyz` says so, writes go on, and the relay publishes when Kafka is back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as redis
+from fastapi import FastAPI
+
+from tm_adapters import mongo
+from tm_adapters.outbox import KafkaPublisher, OutboxRelay, Publisher, RelaySettings
+from tm_adapters.task_store import MongoTaskStore
+from tm_domain import storage
+from tm_service import errors
+from tm_service.middleware import RequestContext
+from tm_service.routes import health
+from tm_service.routes import tasks as task_routes
+from tm_service.settings import ServiceSettings
+from tm_service.tasks import TaskService
+
+
+def create_app(
+    settings: ServiceSettings,
+    *,
+    store: storage.TaskStore | None = None,
+    publisher: Publisher | None = None,
+) -> FastAPI:
+    """The API; `store` and `publisher` replace MongoDB and Kafka when given."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            await _start(app, settings, stack, store=store, publisher=publisher)
+            yield
+
+    app = FastAPI(
+        title="time-manager",
+        version="v1",
+        summary="Plan your days and get reminded on time, by SMS and e-mail.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(task_routes.router)
+    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+
+    return app
+
+
+async def _start(
+    app: FastAPI,
+    settings: ServiceSettings,
+    stack: contextlib.AsyncExitStack,
+    *,
+    store: storage.TaskStore | None,
+    publisher: Publisher | None,
+) -> None:
+    readiness: dict[str, Any] = {}
+
+    # The store, and with it the indexes, before anything else.
+    if store is None:
+        client = mongo.open_client(settings)
+        stack.push_async_callback(client.close)
+        store = MongoTaskStore(mongo.database(client, settings))
+
+        async def mongodb() -> None:
+            await client.admin.command("ping")
+
+        readiness["mongodb"] = mongodb
+    await store.prepare()
+
+    # Redis connects lazily, so a server that is down only shows in /readyz.
+    redis_client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=settings.readiness_timeout_ms / 1000,
+        socket_timeout=settings.readiness_timeout_ms / 1000,
+    )
+    stack.push_async_callback(redis_client.aclose)
+
+    async def redis_ping() -> None:
+        await redis_client.ping()
+
+    readiness["redis"] = redis_ping
+
+    # The relay runs beside the API; it waits out Kafka by itself.
+    if publisher is None:
+        publisher = KafkaPublisher(
+            settings, request_timeout_ms=settings.kafka_request_timeout_ms
+        )
+    stack.push_async_callback(publisher.close)
+    relay = OutboxRelay(
+        store,
+        publisher,
+        settings=RelaySettings(
+            interval=settings.outbox_relay_interval_ms / 1000,
+            batch_size=settings.outbox_relay_batch,
+            backoff_max=settings.outbox_backoff_max_ms / 1000,
+        ),
+    )
+    relay.start()
+    stack.push_async_callback(relay.stop)
+    ready_publisher = publisher
+
+    async def kafka() -> None:
+        if not await ready_publisher.ready():
+            raise ConnectionError("Kafka did not answer")
+
+    readiness["kafka"] = kafka
+
+    app.state.readiness = readiness
+    app.state.relay = relay
+    app.state.tasks = TaskService(
+        store, after_write=relay.poke, view_limit=settings.view_max_tasks
+    )

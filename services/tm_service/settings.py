@@ -1,0 +1,60 @@
+"""Settings of tm-service, read from `TM_*` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, model_validator
+
+from tm_adapters.settings import ConnectionSettings
+
+# Refused outside development, by the validator below.
+DEVELOPMENT_JWT_SECRET = "development-only-secret-never-use-in-production"  # noqa: S105
+JWT_SECRET_MIN_LENGTH = 32
+
+
+class ServiceSettings(ConnectionSettings):
+    jwt_secret: SecretStr = SecretStr(DEVELOPMENT_JWT_SECRET)
+    """TM_JWT_SECRET: the HS256 key tokens are signed with, at least 32
+    characters. The default is refused unless `environment` is development."""
+    jwt_leeway_s: int = Field(default=10, ge=0, le=300)
+    """Clock skew tolerated on a token's `exp`, in seconds; default 10."""
+
+    service_host: str = "127.0.0.1"
+    """Address the API listens on; default loopback only."""
+    service_port: int = Field(default=5500, ge=1, le=65535)
+    """Port the API listens on; default 5500."""
+
+    outbox_relay_interval_ms: int = Field(default=1000, ge=10, le=60_000)
+    """How often the outbox relay looks for unpublished events when no write
+    pokes it, in milliseconds; default 1000."""
+    outbox_relay_batch: int = Field(default=200, ge=1, le=10_000)
+    """Tasks whose events the relay publishes per round; default 200."""
+    outbox_backoff_max_ms: int = Field(default=30_000, ge=100, le=600_000)
+    """Longest pause between relay rounds while Kafka is down, in
+    milliseconds; the pause starts at 500 and doubles; default 30000."""
+    kafka_request_timeout_ms: int = Field(default=10_000, ge=100, le=120_000)
+    """How long the relay waits for Kafka to acknowledge, in milliseconds;
+    default 10000."""
+
+    readiness_timeout_ms: int = Field(default=1000, ge=50, le=30_000)
+    """How long `/readyz` waits for each of MongoDB, Redis and Kafka, in
+    milliseconds; default 1000."""
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    """Largest request body accepted, in bytes; default 65536 (a task is a
+    few kilobytes at most)."""
+    view_max_tasks: int = Field(default=5000, ge=1, le=100_000)
+    """Most tasks a daily, weekly or monthly view returns; default 5000."""
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_secret(self) -> ServiceSettings:
+        secret = self.jwt_secret.get_secret_value()
+        if len(secret) < JWT_SECRET_MIN_LENGTH:
+            raise ValueError(
+                f"TM_JWT_SECRET must be at least {JWT_SECRET_MIN_LENGTH} characters"
+            )
+        if self.environment != "development" and secret == DEVELOPMENT_JWT_SECRET:
+            raise ValueError(
+                "TM_JWT_SECRET must be set: the development default is refused "
+                f"in {self.environment}"
+            )
+
+        return self

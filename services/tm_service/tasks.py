@@ -1,0 +1,294 @@
+"""The task service: what a user can do with their tasks, over a `TaskStore`.
+
+Each write follows docs/architecture.md: read the task, decide its new state
+with the domain's rules, and store it in one update conditional on the
+`writeSeq` read, which also sets the task's event in its outbox. When that
+update misses, the task is read again: a new `version` means another user
+write came first, a conflict for a caller who sent the version they read; a
+new `writeSeq` alone means the reminder worker recorded a delivery, and the
+write is decided again on the fresh state.
+
+This module raises the domain's errors and knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from tm_domain import reminders, storage, tasks
+from tm_domain.errors import Conflict, NotFound
+from tm_domain.events import Due, EventType, TaskEvent
+
+Change = tuple[dict[str, Any], EventType]
+"""The fields a write sets, and the event it records."""
+
+
+def utc_now() -> datetime:
+    # Stores keep milliseconds: decide with what will be read back.
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def _nothing() -> None:
+    return None
+
+
+class TaskService:
+    def __init__(
+        self,
+        store: storage.TaskStore,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        after_write: Callable[[], None] = _nothing,
+        write_attempts: int = 5,
+        view_limit: int = 5000,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.after_write = after_write
+        self.write_attempts = write_attempts
+        self.view_limit = view_limit
+
+    async def create(self, user: storage.User, draft: tasks.TaskDraft) -> storage.Task:
+        now = self.clock()
+        tasks.validate(draft, now=now)
+        fields = _fields(draft)
+        reminder = reminders.plan(
+            draft.reminder,
+            task_date=fields["taskDate"],
+            time_of_day=draft.time_of_day,
+            timezone=draft.timezone,
+            previous=None,
+            active=True,
+            now=now,
+        )
+
+        task_id = self.store.new_id()
+        event = _event(
+            EventType.CREATED, task_id, user, version=1, reminder=reminder, now=now
+        )
+        task: storage.Task = {
+            "_id": task_id,
+            "tenantId": user.tenant_id,
+            "userId": user.user_id,
+            **fields,
+            "completed": False,
+            "completedAt": None,
+            "reminder": reminder,
+            "createdAt": now,
+            "updatedAt": now,
+            "version": 1,
+            "writeSeq": 1,
+            "deletedAt": None,
+            "outbox": [event.to_dict()],
+            "outboxPending": True,
+        }
+        await self.store.insert(task)
+        self.after_write()
+
+        return {k: v for k, v in task.items() if k != "outbox"}
+
+    async def get(self, user: storage.User, task_id: str) -> storage.Task:
+        task = await self.store.get(user, task_id)
+        if task is None:
+            raise NotFound(task_id)
+
+        return task
+
+    async def update(
+        self,
+        user: storage.User,
+        task_id: str,
+        draft: tasks.TaskDraft,
+        *,
+        version: int,
+    ) -> storage.Task:
+        """Replace what the user may set, if the task is still at `version`."""
+        tasks.validate(draft, now=self.clock())
+        fields = _fields(draft)
+
+        def change(current: storage.Task, now: datetime) -> Change:
+            reminder = reminders.plan(
+                draft.reminder,
+                task_date=fields["taskDate"],
+                time_of_day=draft.time_of_day,
+                timezone=draft.timezone,
+                previous=current.get("reminder"),
+                active=not current.get("completed"),
+                now=now,
+            )
+            return {**fields, "reminder": reminder, "updatedAt": now}, EventType.UPDATED
+
+        return await self._write(user, task_id, change, expected_version=version)
+
+    async def set_completed(
+        self,
+        user: storage.User,
+        task_id: str,
+        *,
+        completed: bool,
+    ) -> storage.Task:
+        """Complete a task, cancelling its reminder, or reopen it.
+
+        Reopening schedules the reminder again if its time is still to come.
+        Asking for the state the task is already in changes nothing.
+        """
+
+        def change(current: storage.Task, now: datetime) -> Change | None:
+            if bool(current.get("completed")) == completed:
+                return None
+            reminder = _replan(current, active=not completed, now=now)
+            kind = EventType.COMPLETED if completed else EventType.UPDATED
+            fields = {
+                "completed": completed,
+                "completedAt": now if completed else None,
+                "reminder": reminder,
+                "updatedAt": now,
+            }
+            return fields, kind
+
+        return await self._write(user, task_id, change)
+
+    async def delete(self, user: storage.User, task_id: str) -> None:
+        """Delete softly: the task keeps its last event and vanishes from reads."""
+
+        def change(current: storage.Task, now: datetime) -> Change:
+            previous = current.get("reminder")
+            fields = {
+                "deletedAt": now,
+                "reminder": None if previous is None else reminders.cancel(previous),
+                "updatedAt": now,
+            }
+            return fields, EventType.DELETED
+
+        await self._write(user, task_id, change)
+
+    async def view(
+        self, user: storage.User, dates: tasks.DateRange
+    ) -> list[storage.Task]:
+        """The user's tasks in a range of days, in the order views show them."""
+        return await self.store.between(
+            user, dates.first_text, dates.last_text, limit=self.view_limit
+        )
+
+    async def _write(
+        self,
+        user: storage.User,
+        task_id: str,
+        change: Callable[[storage.Task, datetime], Change | None],
+        *,
+        expected_version: int | None = None,
+    ) -> storage.Task:
+        for _ in range(self.write_attempts):
+            current = await self.store.get(user, task_id)
+            if current is None:
+                raise NotFound(task_id)
+            if expected_version is not None and current["version"] != expected_version:
+                raise Conflict(
+                    f"the task is at version {current['version']}, "
+                    f"not {expected_version}; read it again"
+                )
+
+            now = self.clock()
+            decided = change(current, now)
+            if decided is None:
+                return current
+            fields, kind = decided
+            event = _event(
+                kind,
+                task_id,
+                user,
+                version=current["version"] + 1,
+                reminder=fields.get("reminder", current.get("reminder")),
+                now=now,
+            )
+
+            written = await self.store.write(
+                user,
+                task_id,
+                write_seq=current["writeSeq"],
+                changes=fields,
+                event=event.to_dict(),
+            )
+            if written is not None:
+                self.after_write()
+                return written
+
+        raise Conflict("the task kept changing while it was written; try again")
+
+
+def _fields(draft: tasks.TaskDraft) -> dict[str, Any]:
+    """The stored fields a user sets directly, and the order they sort in."""
+    task_date = draft.task_date.isoformat()
+    return {
+        "title": draft.title,
+        "notes": draft.notes,
+        "taskDate": task_date,
+        "session": str(draft.session),
+        "timeOfDay": draft.time_of_day,
+        "durationMin": draft.duration_min,
+        "priority": str(draft.priority),
+        "scopeTag": str(draft.scope),
+        "category": draft.category,
+        "tags": list(draft.tags),
+        "timezone": draft.timezone,
+        "sortKey": tasks.sort_key(task_date, str(draft.session), draft.time_of_day),
+    }
+
+
+def _replan(
+    current: Mapping[str, Any], *, active: bool, now: datetime
+) -> dict[str, Any] | None:
+    """The task's own reminder, planned again for the task (in)active."""
+    stored = current.get("reminder")
+    if stored is None:
+        return None
+    draft = reminders.ReminderDraft(
+        enabled=bool(stored.get("enabled")),
+        channels=tuple(reminders.Channel(c) for c in stored.get("channels") or ()),
+        send_at=stored.get("sendAt"),
+        offset_min=stored.get("offsetMin"),
+        phone=stored.get("phone"),
+        email=stored.get("email"),
+    )
+
+    return reminders.plan(
+        draft,
+        task_date=current["taskDate"],
+        time_of_day=current.get("timeOfDay"),
+        timezone=current.get("timezone") or tasks.TIMEZONE_DEFAULT,
+        previous=stored,
+        active=active,
+        now=now,
+    )
+
+
+def _event(
+    kind: EventType,
+    task_id: str,
+    user: storage.User,
+    *,
+    version: int,
+    reminder: Mapping[str, Any] | None,
+    now: datetime,
+) -> TaskEvent:
+    revision = None if reminder is None else int(reminder.get("revision") or 0)
+    deliveries = tuple(
+        Due(task_id=task_id, revision=revision or 0, channel=channel, due_at=due_at)
+        for channel, due_at in reminders.scheduled(reminder)
+    )
+
+    return TaskEvent(
+        id=uuid.uuid4().hex,
+        type=kind,
+        task_id=task_id,
+        tenant_id=user.tenant_id,
+        user_id=user.user_id,
+        version=version,
+        occurred_at=now,
+        reminder_revision=revision,
+        deliveries=deliveries,
+    )

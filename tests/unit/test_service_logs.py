@@ -1,0 +1,87 @@
+"""Logs: one JSON line per request, with no phone, address or token in it."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+from test_service_fakes import bearer, body, serve, settings, token
+
+from tm_service import logs
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    logs.configure(settings(log_format="json"), stream=stream)
+    try:
+        yield stream
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        logging.getLogger("uvicorn.access").disabled = False
+        structlog.reset_defaults()
+
+
+def _lines(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line]
+
+
+def test_masking_hides_tokens_addresses_and_phone_numbers() -> None:
+    raw = token()
+    text = f"Bearer {raw} for user@example.com at +14155550100, jwt {raw}"
+
+    masked = logs.mask(text)
+
+    assert raw not in masked
+    assert "user@example.com" not in masked
+    assert "+14155550100" not in masked
+    assert masked.startswith("Bearer ***")
+
+
+async def test_each_request_writes_one_line_with_its_route_and_tenant(
+    captured: io.StringIO,
+) -> None:
+    async with serve() as http:
+        created = await http.post(
+            "/api/v1/visitor/time/tasks",
+            json=body(),
+            headers={**bearer(), "X-Request-ID": "trace-1"},
+        )
+        await http.get(f"/api/v1/visitor/time/tasks/{created.json()['data']['_id']}")
+
+    requests = [line for line in _lines(captured) if line["event"] == "request"]
+    assert len(requests) == 2
+    first, second = requests
+    assert first["method"] == "POST"
+    assert first["route"] == "/api/v1/visitor/time/tasks"
+    assert first["status"] == 201
+    assert first["request_id"] == "trace-1"
+    assert first["tenant"] == "tenant-1"
+    assert first["level"] == "info"
+    assert isinstance(first["duration_ms"], float)
+    assert second["route"] == "/api/v1/visitor/time/tasks/{task_id}"
+    assert second["status"] == 401
+    assert second["auth_error"] == "no bearer token"
+    text = captured.getvalue()
+    assert "+14155550100" not in text
+    assert "user@example.com" not in text
+
+
+def test_standard_library_records_are_masked_and_rendered_as_json(
+    captured: io.StringIO,
+) -> None:
+    logging.getLogger("aiokafka").warning(
+        "sending to %s failed", "+14155550100", extra={"to": "user@example.com"}
+    )
+
+    [line] = _lines(captured)
+    assert line["event"] == "sending to +*** failed"
+    assert line["to"] == "***@***"
+    assert line["logger"] == "aiokafka"
