@@ -30,6 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
+from tests.support import documents
 from tm_adapters.settings import ConnectionSettings
 from tm_service.app import create_app
 from tm_service.settings import ServiceSettings
@@ -173,28 +174,7 @@ def _bearer(**claims: str) -> dict[str, str]:
 
 
 def _example(**overrides: Any) -> dict[str, Any]:
-    """The design document's example task, moved to a date to come."""
-    values: dict[str, Any] = {
-        "title": "Morning standup meeting",
-        "notes": "Discuss sprint progress",
-        "taskDate": "2030-01-15",
-        "session": "morning",
-        "timeOfDay": "09:00",
-        "durationMin": 30,
-        "priority": "high",
-        "scopeTag": "daily",
-        "category": "work",
-        "tags": ["meeting", "team"],
-        "reminder": {
-            "enabled": True,
-            "channels": ["sms", "email"],
-            "sendAt": "2030-01-15T08:30:00Z",
-            "phone": "+14155550100",
-            "email": "user@example.com",
-        },
-    }
-    values.update(overrides)
-    return values
+    return documents.design_example(**overrides)
 
 
 async def _consume(

@@ -112,3 +112,28 @@ def task_event(
             for channel, due_at in reminders.scheduled(reminder)
         ),
     )
+
+
+def design_example(**overrides: Any) -> dict[str, Any]:
+    """The design document's example create request, in 2030 so it is to come."""
+    values: dict[str, Any] = {
+        "title": "Morning standup meeting",
+        "notes": "Discuss sprint progress",
+        "taskDate": "2030-01-15",
+        "session": "morning",
+        "timeOfDay": "09:00",
+        "durationMin": 30,
+        "priority": "high",
+        "scopeTag": "daily",
+        "category": "work",
+        "tags": ["meeting", "team"],
+        "reminder": {
+            "enabled": True,
+            "channels": ["sms", "email"],
+            "sendAt": "2030-01-15T08:30:00Z",
+            "phone": "+14155550100",
+            "email": "user@example.com",
+        },
+    }
+    values.update(overrides)
+    return values

@@ -25,6 +25,7 @@ import jwt
 import pytest
 from pymongo import MongoClient
 
+from tests.support import documents
 from tests.support.fake_providers import (
     SENDGRID_API_KEY,
     TWILIO_ACCOUNT_SID,
@@ -199,25 +200,14 @@ class Platform:
     ) -> dict[str, Any]:
         """The design document's example request, its reminder due soon."""
         send_at = datetime.now(UTC) + due_in
-        return {
-            "title": "Morning standup meeting",
-            "notes": "Discuss sprint progress",
-            "taskDate": send_at.date().isoformat(),
-            "session": "morning",
-            "timeOfDay": "09:00",
-            "durationMin": 30,
-            "priority": "high",
-            "scopeTag": "daily",
-            "category": "work",
-            "tags": ["meeting", "team"],
-            "reminder": {
-                "enabled": True,
-                "channels": channels or ["sms", "email"],
-                "sendAt": iso(send_at),
-                "phone": phone,
-                "email": email,
-            },
-        }
+        example = documents.design_example(taskDate=send_at.date().isoformat())
+        example["reminder"].update(
+            channels=channels or ["sms", "email"],
+            sendAt=iso(send_at),
+            phone=phone,
+            email=email,
+        )
+        return example
 
     def create(self, body: dict[str, Any], user: str = "alice") -> dict[str, Any]:
         """Create a task whose title, and so its reminder texts, are its own."""

@@ -20,6 +20,7 @@ import httpx
 import jwt
 from fastapi import FastAPI
 
+from tests.support import documents
 from tm_domain import storage
 from tm_service.app import create_app
 from tm_service.settings import ServiceSettings
@@ -206,28 +207,7 @@ def bearer(**claims: Any) -> dict[str, str]:
 
 
 def body(**overrides: Any) -> dict[str, Any]:
-    """The design document's example task, a day in the future."""
-    values: dict[str, Any] = {
-        "title": "Morning standup meeting",
-        "notes": "Discuss sprint progress",
-        "taskDate": "2030-01-15",
-        "session": "morning",
-        "timeOfDay": "09:00",
-        "durationMin": 30,
-        "priority": "high",
-        "scopeTag": "daily",
-        "category": "work",
-        "tags": ["meeting", "team"],
-        "reminder": {
-            "enabled": True,
-            "channels": ["sms", "email"],
-            "sendAt": "2030-01-15T08:30:00Z",
-            "phone": "+14155550100",
-            "email": "user@example.com",
-        },
-    }
-    values.update(overrides)
-    return values
+    return documents.design_example(**overrides)
 
 
 ALICE = storage.User(tenant_id="tenant-1", user_id="user-a")
