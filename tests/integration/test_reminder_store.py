@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.documents import EMAIL, PHONE, task_document
 from tm_adapters.reminder_store import DELIVERIES, MongoReminderStore
-from tm_domain.delivery import Result, Settlement
+from tm_domain.delivery import Claim, Result, Settlement
 from tm_domain.events import Due
 
 pytestmark = pytest.mark.integration
@@ -20,6 +20,20 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 def due_of(doc: dict, channel: str) -> Due:
     delivery = doc["reminder"]["deliveries"][channel]
     return Due(str(doc["_id"]), doc["reminder"]["revision"], channel, delivery["dueAt"])
+
+
+async def claimed(
+    store: MongoReminderStore, *, send_at: datetime, channel: str
+) -> tuple[dict, Claim]:
+    """A stored task whose one delivery `worker-a` has just claimed."""
+    doc = task_document(send_at=send_at, channels=[channel])
+    await store.tasks.insert_one(doc)
+    claim = await store.claim(
+        due_of(doc, channel), now=NOW, lease_until=NOW, owner="worker-a"
+    )
+    assert claim is not None
+
+    return doc, claim
 
 
 async def test_pending_lists_each_due_channel_of_open_tasks_earliest_first(
@@ -145,12 +159,9 @@ async def test_claim_refuses_a_delivery_before_its_time(
 async def test_settle_sent_records_the_provider_id_and_lateness_without_recipient(
     reminder_store: MongoReminderStore,
 ) -> None:
-    doc = task_document(send_at=NOW - timedelta(seconds=2), channels=["sms"])
-    await reminder_store.tasks.insert_one(doc)
-    claim = await reminder_store.claim(
-        due_of(doc, "sms"), now=NOW, lease_until=NOW, owner="worker-a"
+    doc, claim = await claimed(
+        reminder_store, send_at=NOW - timedelta(seconds=2), channel="sms"
     )
-    assert claim is not None
 
     await reminder_store.settle(
         claim,
@@ -189,12 +200,9 @@ async def test_settle_sent_records_the_provider_id_and_lateness_without_recipien
 async def test_settle_retry_schedules_the_delivery_again(
     reminder_store: MongoReminderStore,
 ) -> None:
-    doc = task_document(send_at=NOW - timedelta(seconds=2), channels=["email"])
-    await reminder_store.tasks.insert_one(doc)
-    claim = await reminder_store.claim(
-        due_of(doc, "email"), now=NOW, lease_until=NOW, owner="worker-a"
+    doc, claim = await claimed(
+        reminder_store, send_at=NOW - timedelta(seconds=2), channel="email"
     )
-    assert claim is not None
     next_due = NOW + timedelta(seconds=3)
 
     await reminder_store.settle(
@@ -223,12 +231,9 @@ async def test_settle_retry_schedules_the_delivery_again(
 async def test_settle_failed_without_an_attempt_keeps_the_count(
     reminder_store: MongoReminderStore,
 ) -> None:
-    doc = task_document(send_at=NOW - timedelta(hours=7), channels=["sms"])
-    await reminder_store.tasks.insert_one(doc)
-    claim = await reminder_store.claim(
-        due_of(doc, "sms"), now=NOW, lease_until=NOW, owner="worker-a"
+    doc, claim = await claimed(
+        reminder_store, send_at=NOW - timedelta(hours=7), channel="sms"
     )
-    assert claim is not None
 
     await reminder_store.settle(
         claim,
@@ -245,12 +250,9 @@ async def test_settle_failed_without_an_attempt_keeps_the_count(
 async def test_settle_by_another_owner_changes_nothing(
     reminder_store: MongoReminderStore,
 ) -> None:
-    doc = task_document(send_at=NOW - timedelta(seconds=2), channels=["sms"])
-    await reminder_store.tasks.insert_one(doc)
-    claim = await reminder_store.claim(
-        due_of(doc, "sms"), now=NOW, lease_until=NOW, owner="worker-a"
+    doc, claim = await claimed(
+        reminder_store, send_at=NOW - timedelta(seconds=2), channel="sms"
     )
-    assert claim is not None
 
     await reminder_store.settle(
         claim,
