@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
@@ -74,6 +75,8 @@ func run(listen, dataDir, logLevel, sync string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+
+	go indexIDs(ctx, dir, 200*time.Millisecond, logger)
 
 	// Always logged, whatever the level, so the log shows each start.
 	fmt.Fprintf(os.Stderr, "ferretdb-sqlite: listening on %s, data in %s\n", listen, sqliteURL)
