@@ -1,31 +1,35 @@
-"""The reminder store on MongoDB: deliveries claimed and settled in place.
+"""The reminder store on MongoDB: deliveries in the task documents, claims beside them.
 
-`MongoReminderStore` implements `tm_domain.delivery.ReminderStore` on the task
-documents of `visitor_time_tasks`. Every state change of a delivery is one
-conditional update of one task document, which MongoDB applies atomically
-without a transaction:
+`MongoReminderStore` implements `tm_domain.delivery.ReminderStore`. A
+delivery's state lives in its task document in `visitor_time_tasks`, where the
+API reads it. Who may send it lives in `reminder_claims`: a claim is the insert
+of a document whose `_id` names the delivery (task, revision, channel), which
+only one dispatch can make, whatever the worker. Holding it, the store reads
+the task and goes on only while the task is open, the revision current and the
+delivery scheduled and due. The holder settles the delivery in the task
+document and only then deletes its claim, so whoever claims next reads the
+settled state. A claim left past its lease means its worker died during the
+send; `expire_leases` fails that delivery as unknown and removes the claim.
 
-- a claim moves a delivery from scheduled to sending only while the task is
-  open and the reminder revision is the one the engine holds, which a user
-  write bumps whenever it changes when, where or whether the reminder goes out;
-- a settlement applies only while this owner still holds the lease.
+Every write to a task document is one conditional update, which MongoDB applies
+atomically without a transaction. FerretDB 1.24 on SQLite does not keep that
+promise on its own: it applies an update by reading the document, changing it
+in memory and writing the whole of it back, so two concurrent writers can both
+pass the same filter and the later silently undoes the earlier. Every such
+write goes through `tm_adapters.mongo.update_where`, which on that server takes
+the task's lock, the same one the API takes. A claim takes no lock: an insert
+is atomic on both servers, and it is the cheapest write FerretDB makes.
 
 Each settlement also leaves one document in `reminder_deliveries`, the history
-of attempts that outlives a reschedule. It holds no phone number or e-mail
-address.
-
-FerretDB 1.24 on SQLite does not keep that promise on its own: it applies an
-update by reading the document, changing it in memory and writing the whole of
-it back, outside any transaction, so two concurrent writers can both pass the
-same filter and the later write silently undoes the earlier. Every write goes
-through `tm_adapters.mongo.update_where`, which on such a server takes the
-task's lock, the same one the API takes; on MongoDB it takes none.
+of attempts that outlives a reschedule. Neither it nor a claim holds a phone
+number or an e-mail address.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +38,7 @@ from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from tm_adapters import mongo
 from tm_domain import reminders
@@ -47,12 +52,17 @@ Document = dict[str, Any]
 
 TASKS = "visitor_time_tasks"
 DELIVERIES = "reminder_deliveries"
+CLAIMS = "reminder_claims"
 CHANNELS = tuple(str(c) for c in Channel)
 
 
 def _open_task() -> Document:
     """The filter of a task whose reminder may still go out."""
     return {"deletedAt": None, "completed": False, "reminder.enabled": True}
+
+
+def _claim_id(due: Due) -> str:
+    return f"{due.task_id}:{due.revision}:{due.channel}"
 
 
 def _delivery(channel: str) -> str:
@@ -85,6 +95,7 @@ class MongoReminderStore:
         self.db = db
         self.tasks = db[TASKS]
         self.deliveries = db[DELIVERIES]
+        self.claims = db[CLAIMS]
         self._task_locks = locks
         self._indexed = False
         self._index_lock = asyncio.Lock()
@@ -146,27 +157,37 @@ class MongoReminderStore:
     async def claim(
         self, due: Due, *, now: datetime, lease_until: datetime, owner: str
     ) -> Claim | None:
+        token = uuid.uuid4().hex
+        try:
+            await self.claims.insert_one(
+                {
+                    "_id": _claim_id(due),
+                    "token": token,
+                    "owner": owner,
+                    "taskId": due.task_id,
+                    "revision": due.revision,
+                    "channel": due.channel,
+                    "claimedAt": now,
+                    "leaseUntil": lease_until,
+                }
+            )
+        except DuplicateKeyError:
+            return None  # another dispatch holds it
+
+        # Read only now that the claim is ours: a holder before us has settled
+        # the delivery before it let go, so what is read here is final.
         path = _delivery(due.channel)
-        doc = await mongo.update_where(
-            self.tasks,
-            _task_key(due.task_id),
+        doc = await self.tasks.find_one({"_id": _task_key(due.task_id)})
+        if doc is None or not mongo.matches(
+            doc,
             {
                 **_open_task(),
                 "reminder.revision": due.revision,
                 f"{path}.state": str(DeliveryState.SCHEDULED),
                 f"{path}.dueAt": {"$lte": now},
             },
-            {
-                "$set": {
-                    f"{path}.state": str(DeliveryState.SENDING),
-                    f"{path}.leaseOwner": owner,
-                    f"{path}.leaseUntil": lease_until,
-                },
-                "$inc": {"writeSeq": 1},
-            },
-            locks=await self._locks(),
-        )
-        if doc is None:
+        ):
+            await self._release(due, token)
             return None
 
         reminder = doc["reminder"]
@@ -186,13 +207,18 @@ class MongoReminderStore:
                 tenant_id=str(doc["tenantId"]),
                 task_id=due.task_id,
             ),
+            claimed_at=now,
+            token=token,
         )
 
-    async def settle(self, claim: Claim, settlement: Settlement, *, owner: str) -> None:
+    async def settle(self, claim: Claim, settlement: Settlement) -> None:
         due = claim.due
         path = _delivery(due.channel)
+        attempts = {f"{path}.attempts": 1} if settlement.attempted else {}
 
-        # The end state of this attempt, written only while the lease is ours.
+        # The end state of this attempt, written only while the delivery is as
+        # the claim left it: scheduled, and due no later than the claim (a
+        # settled retry moves it later; a taken-over lease fails it).
         fields: Document
         if settlement.result is Result.SENT:
             fields = {
@@ -210,30 +236,42 @@ class MongoReminderStore:
             }
         else:
             fields = {"state": str(DeliveryState.FAILED), "lastError": settlement.error}
-        increments = {"writeSeq": 1}
-        if settlement.attempted:
-            increments[f"{path}.attempts"] = 1
         doc = await mongo.update_where(
             self.tasks,
             _task_key(due.task_id),
-            {
-                "reminder.revision": due.revision,
-                f"{path}.state": str(DeliveryState.SENDING),
-                f"{path}.leaseOwner": owner,
-            },
+            self._held(claim),
             {
                 "$set": {f"{path}.{name}": value for name, value in fields.items()},
-                "$unset": {f"{path}.leaseOwner": "", f"{path}.leaseUntil": ""},
-                "$inc": increments,
+                "$inc": {"writeSeq": 1, **attempts},
             },
             locks=await self._locks(),
         )
+        if doc is None:
+            # Cancelled while the provider had it: the cancellation stands,
+            # unless the reminder in fact went out.
+            if settlement.result is not Result.SENT:
+                fields = {"lastError": settlement.error}
+            doc = await mongo.update_where(
+                self.tasks,
+                _task_key(due.task_id),
+                {
+                    "reminder.revision": due.revision,
+                    f"{path}.state": str(DeliveryState.CANCELLED),
+                    f"{path}.dueAt": {"$lte": claim.claimed_at},
+                },
+                {
+                    "$set": {f"{path}.{name}": value for name, value in fields.items()},
+                    "$inc": {"writeSeq": 1, **attempts},
+                },
+                locks=await self._locks(),
+            )
+        await self._release(due, claim.token)
 
-        # NB: the attempt happened whether or not the lease was still ours, so
-        # the history records it either way.
+        # NB: the attempt happened whether or not its settlement still
+        # applied, so the history records it either way.
         if doc is None:
             log.warning(
-                "settlement lost its lease",
+                "settlement no longer applies",
                 extra={"task_id": due.task_id, "channel": due.channel},
             )
             doc = await self.tasks.find_one({"_id": _task_key(due.task_id)})
@@ -252,58 +290,61 @@ class MongoReminderStore:
 
     async def expire_leases(self, *, now: datetime, error: str) -> int:
         expired = 0
-        for channel in CHANNELS:
-            path = _delivery(channel)
-            stuck = {
-                f"{path}.state": str(DeliveryState.SENDING),
-                f"{path}.leaseUntil": {"$lte": now},
-            }
-            fields = {
-                "tenantId": 1,
-                "userId": 1,
-                "reminder.revision": 1,
-                f"{path}.attempts": 1,
-            }
-            # Read them all first: no cursor stays open across the writes.
-            for doc in await self.tasks.find(stuck, fields).to_list(None):
-                # Conditional again: the owner may have settled it meanwhile.
-                done = await mongo.update_where(
-                    self.tasks,
-                    doc["_id"],
-                    stuck,
-                    {
-                        "$set": {
-                            f"{path}.state": str(DeliveryState.FAILED),
-                            f"{path}.lastError": error,
-                        },
-                        "$unset": {
-                            f"{path}.leaseOwner": "",
-                            f"{path}.leaseUntil": "",
-                        },
-                        "$inc": {f"{path}.attempts": 1, "writeSeq": 1},
+        # Read them all first: no cursor stays open across the writes.
+        stale = await self.claims.find({"leaseUntil": {"$lte": now}}).to_list(None)
+        for held in stale:
+            due = Due(held["taskId"], int(held["revision"]), held["channel"], now)
+            path = _delivery(due.channel)
+            doc = await mongo.update_where(
+                self.tasks,
+                _task_key(due.task_id),
+                {
+                    "reminder.revision": due.revision,
+                    f"{path}.state": str(DeliveryState.SCHEDULED),
+                    f"{path}.dueAt": {"$lte": held["claimedAt"]},
+                },
+                {
+                    "$set": {
+                        f"{path}.state": str(DeliveryState.FAILED),
+                        f"{path}.lastError": error,
                     },
-                    locks=await self._locks(),
-                )
-                if done is None:
-                    continue
-                expired += 1
+                    "$inc": {f"{path}.attempts": 1, "writeSeq": 1},
+                },
+                locks=await self._locks(),
+            )
+            await self._release(due, held["token"])
+            if doc is None:
+                continue  # settled meanwhile, or no longer this reminder
+            expired += 1
 
-                reminder = doc["reminder"]
-                attempts = reminder["deliveries"][channel].get("attempts") or 0
-                await self._record(
-                    tenant_id=doc.get("tenantId"),
-                    user_id=doc.get("userId"),
-                    due=Due(str(doc["_id"]), int(reminder["revision"]), channel, now),
-                    attempt=int(attempts) + 1,
-                    attempted=True,
-                    result="unknown",
-                    at=now,
-                    provider_message_id=None,
-                    error=error,
-                    lateness_ms=None,
-                )
+            attempts = doc["reminder"]["deliveries"][due.channel]["attempts"]
+            await self._record(
+                tenant_id=doc.get("tenantId"),
+                user_id=doc.get("userId"),
+                due=due,
+                attempt=int(attempts),
+                attempted=True,
+                result="unknown",
+                at=now,
+                provider_message_id=None,
+                error=error,
+                lateness_ms=None,
+            )
 
         return expired
+
+    def _held(self, claim: Claim) -> Document:
+        """The filter of a delivery still as `claim` left it."""
+        path = _delivery(claim.due.channel)
+        return {
+            "reminder.revision": claim.due.revision,
+            f"{path}.state": str(DeliveryState.SCHEDULED),
+            f"{path}.dueAt": {"$lte": claim.claimed_at},
+        }
+
+    async def _release(self, due: Due, token: str) -> None:
+        """Let go of a claim, unless it has passed to someone else."""
+        await self.claims.delete_one({"_id": _claim_id(due), "token": token})
 
     async def history(
         self, *, tenant_id: str, user_id: str, task_id: str

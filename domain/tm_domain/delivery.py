@@ -3,10 +3,10 @@
 The engine keeps the deliveries due soon in memory, sleeps until the earliest,
 and then for each one:
 
-1. claims it in the store: one conditional single-document write that moves
-   the delivery from scheduled to sending with a lease, and only succeeds
-   while the reminder revision is current and the task open, so a cancelled,
-   superseded or already sent delivery is never sent, whichever worker tries;
+1. claims it in the store: takes a lease on it that only one dispatch can
+   hold, and only while the reminder revision is current, the task open and
+   the delivery scheduled, so a cancelled, superseded or already sent
+   delivery is never sent, whichever worker tries;
 2. calls the provider;
 3. settles it: sent with the provider's message id, scheduled again after a
    backoff for a transient failure, or failed.
@@ -14,8 +14,8 @@ and then for each one:
 Events from a stream driver (`accept`) make new schedules take effect at once;
 a periodic sweep of the store is the source of truth that catches whatever an
 event stream lost or delivered to another worker, and what fell due while no
-worker ran. A delivery left in `sending` past its lease means a worker died
-inside the provider call: the provider may or may not have sent it, so it is
+worker ran. A claim left past its lease means a worker died inside the
+provider call: the provider may or may not have sent it, so it is
 marked failed as unknown rather than risk sending twice.
 
 The engine knows neither Faust nor a database: the stream worker and the
@@ -66,6 +66,9 @@ class Claim:
     planned_at: datetime
     attempts: int
     message: Message
+    claimed_at: datetime
+    token: str
+    """Tells this lease from any later one on the same delivery."""
 
 
 class Result(StrEnum):
@@ -88,7 +91,7 @@ class Settlement:
 
 
 class ReminderStore(Protocol):
-    """Where reminders live; every method is one atomic single-document step."""
+    """Where reminders live; every step holds without multi-document transactions."""
 
     async def pending(self, *, until: datetime, limit: int) -> list[Due]:
         """Scheduled deliveries due at or before `until`, earliest first."""
@@ -96,13 +99,13 @@ class ReminderStore(Protocol):
     async def claim(
         self, due: Due, *, now: datetime, lease_until: datetime, owner: str
     ) -> Claim | None:
-        """Move a due delivery to sending; None if it may not go out now."""
+        """Take the lease on a due delivery; None if it may not go out now."""
 
-    async def settle(self, claim: Claim, settlement: Settlement, *, owner: str) -> None:
-        """Record the end of an attempt on a delivery this owner holds."""
+    async def settle(self, claim: Claim, settlement: Settlement) -> None:
+        """Record the end of an attempt and give up the claim's lease."""
 
     async def expire_leases(self, *, now: datetime, error: str) -> int:
-        """Fail deliveries whose lease ran out while sending; how many."""
+        """Fail deliveries whose lease ran out during a send; how many."""
 
 
 class Sender(Protocol):
@@ -255,8 +258,8 @@ class ReminderEngine:
         except asyncio.CancelledError:
             raise
         except Exception:
-            # A store failure around a send: the delivery stays in the store
-            # (scheduled, or sending until its lease expires) for a later sweep.
+            # A store failure around a send: the delivery stays scheduled in
+            # the store, claimed until its lease expires, for a later sweep.
             log.exception("dispatch failed", extra={"task_id": due.task_id})
         finally:
             self._slots.release()
@@ -284,7 +287,7 @@ class ReminderEngine:
         else:
             settlement = await self._send(claim)
 
-        await self.store.settle(claim, settlement, owner=self.owner)
+        await self.store.settle(claim, settlement)
         if settlement.result is Result.RETRY and settlement.next_due_at is not None:
             self.queue.put(
                 Due(due.task_id, due.revision, due.channel, settlement.next_due_at)

@@ -14,10 +14,16 @@ real elapsed minutes from that instant.
 
 Each channel of a reminder is one delivery, a small state machine:
 
-    scheduled ──claim──▶ sending ──▶ sent
-        ▲                   │  └───▶ failed   (permanent error, retries spent,
-        └──── transient ────┘                  too late, or outcome unknown)
-    scheduled ──task completed, deleted, reminder disabled──▶ cancelled
+    scheduled ──claimed and sent──▶ sent
+        │ ▲
+        │ └── transient error: due again after a backoff
+        ├──▶ failed      (permanent error, retries spent, too late, or the
+        │                 worker died during the send: outcome unknown)
+        └──▶ cancelled   (task completed or deleted, reminder disabled)
+
+While a worker sends, the delivery stays scheduled and the worker holds a
+claim on it (see `tm_domain.delivery`); a reminder that went out while it was
+being cancelled still ends sent.
 
 A change to when, where or whether a reminder goes out gives it a new
 `revision` with fresh deliveries; a delivery only goes out while its revision
@@ -63,13 +69,9 @@ class Status(StrEnum):
 
 class DeliveryState(StrEnum):
     SCHEDULED = "scheduled"
-    SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
     CANCELLED = "cancelled"
-
-
-_OPEN = {DeliveryState.SCHEDULED, DeliveryState.SENDING}
 
 
 @dataclass(frozen=True)
@@ -306,7 +308,7 @@ def summarize(reminder: Mapping[str, Any] | None) -> Summary:
         return Summary(None, None, 0, None)
 
     states = {DeliveryState(d["state"]) for d in deliveries}
-    if states & _OPEN:
+    if DeliveryState.SCHEDULED in states:
         status = Status.PENDING
     elif DeliveryState.FAILED in states:
         status = Status.FAILED

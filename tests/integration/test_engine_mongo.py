@@ -24,6 +24,7 @@ from tm_adapters import mongo, providers
 from tm_adapters.reminder_store import MongoReminderStore
 from tm_domain import reminders
 from tm_domain.delivery import UNKNOWN_OUTCOME, Outcome, ReminderEngine
+from tm_domain.events import Due
 from tm_streams.settings import StreamsSettings
 
 pytestmark = pytest.mark.integration
@@ -289,7 +290,7 @@ async def test_a_reminder_due_during_a_short_downtime_is_sent_at_start_and_late(
         assert 60_000 <= delivery["latenessMs"] < 65_000
 
 
-async def test_a_delivery_left_sending_past_its_lease_fails_as_unknown_unsent(
+async def test_a_delivery_claimed_past_its_lease_fails_as_unknown_unsent(
     reminder_store: MongoReminderStore,
     streams_settings: StreamsSettings,
     fake_providers: FakeProviders,
@@ -297,16 +298,14 @@ async def test_a_delivery_left_sending_past_its_lease_fails_as_unknown_unsent(
     now = utc_now()
     doc = task_document(send_at=now - timedelta(minutes=3), channels=["email"])
     await reminder_store.tasks.insert_one(doc)
-    await reminder_store.tasks.update_one(
-        {"_id": doc["_id"]},
-        {
-            "$set": {
-                "reminder.deliveries.email.state": "sending",
-                "reminder.deliveries.email.leaseOwner": "a-worker-that-died",
-                "reminder.deliveries.email.leaseUntil": now - timedelta(minutes=1),
-            }
-        },
+    # A worker claimed it two minutes ago and died during the send.
+    died = await reminder_store.claim(
+        Due(str(doc["_id"]), 1, "email", now - timedelta(minutes=3)),
+        now=now - timedelta(minutes=2),
+        lease_until=now - timedelta(minutes=1),
+        owner="a-worker-that-died",
     )
+    assert died is not None
 
     with engine_for(reminder_store, streams_settings) as engine:
         async with running(engine):
@@ -315,5 +314,5 @@ async def test_a_delivery_left_sending_past_its_lease_fails_as_unknown_unsent(
 
     delivery = await delivery_of(reminder_store, doc, "email")
     assert delivery["lastError"] == UNKNOWN_OUTCOME
-    assert "leaseOwner" not in delivery
+    assert await reminder_store.claims.count_documents({}) == 0
     assert fake_providers.messages() == []

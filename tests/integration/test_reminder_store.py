@@ -1,4 +1,4 @@
-"""The MongoDB reminder store against a real server: each step one atomic write."""
+"""The MongoDB reminder store against a real server: claims, settlements, leases."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ async def test_pending_skips_deliveries_no_longer_scheduled(
     assert [d.channel for d in found] == ["email"]
 
 
-async def test_claim_moves_a_due_delivery_to_sending_and_builds_its_message(
+async def test_claim_takes_a_lease_and_builds_its_message(
     reminder_store: MongoReminderStore,
 ) -> None:
     doc = task_document(send_at=NOW - timedelta(seconds=1))
@@ -92,12 +92,12 @@ async def test_claim_moves_a_due_delivery_to_sending_and_builds_its_message(
     assert sms.planned_at == doc["reminder"]["sendAt"]
     assert sms.attempts == 0
     assert sms.message.tenant_id == "tenant-a"
-    stored = await reminder_store.tasks.find_one({"_id": doc["_id"]})
-    delivery = stored["reminder"]["deliveries"]["sms"]
-    assert delivery["state"] == "sending"
-    assert delivery["leaseOwner"] == "worker-a"
-    assert delivery["leaseUntil"] == lease_until
-    assert stored["writeSeq"] == 3
+    assert sms.claimed_at == NOW and sms.token != email.token
+    lease = await reminder_store.claims.find_one({"_id": f"{doc['_id']}:1:sms"})
+    assert (lease["owner"], lease["leaseUntil"]) == ("worker-a", lease_until)
+    assert PHONE not in repr(lease)
+    # The task document is not written: the claim is the lease.
+    assert await reminder_store.tasks.find_one({"_id": doc["_id"]}) == doc
 
 
 async def test_a_delivery_can_be_claimed_once(
@@ -141,6 +141,7 @@ async def test_claim_refuses_a_delivery_that_may_no_longer_go_out(
     )
 
     assert claim is None
+    assert await reminder_store.claims.count_documents({}) == 0
 
 
 async def test_claim_refuses_a_delivery_before_its_time(
@@ -172,7 +173,6 @@ async def test_settle_sent_records_the_provider_id_and_lateness_without_recipien
             provider_message_id="SM123",
             lateness=timedelta(milliseconds=2040),
         ),
-        owner="worker-a",
     )
 
     stored = await reminder_store.tasks.find_one({"_id": doc["_id"]})
@@ -182,8 +182,8 @@ async def test_settle_sent_records_the_provider_id_and_lateness_without_recipien
     assert delivery["providerMessageId"] == "SM123"
     assert delivery["latenessMs"] == 2040
     assert delivery["attempts"] == 1
-    assert "leaseOwner" not in delivery and "leaseUntil" not in delivery
-    assert stored["writeSeq"] == 3
+    assert stored["writeSeq"] == 2
+    assert await reminder_store.claims.count_documents({}) == 0
     history = await reminder_store.history(
         tenant_id="tenant-a", user_id="user-1", task_id=str(doc["_id"])
     )
@@ -214,7 +214,6 @@ async def test_settle_retry_schedules_the_delivery_again(
             error="sendgrid HTTP 503",
             next_due_at=next_due,
         ),
-        owner="worker-a",
     )
 
     stored = await reminder_store.tasks.find_one({"_id": doc["_id"]})
@@ -223,7 +222,6 @@ async def test_settle_retry_schedules_the_delivery_again(
     assert delivery["dueAt"] == next_due
     assert delivery["lastError"] == "sendgrid HTTP 503"
     assert delivery["attempts"] == 1
-    assert "leaseOwner" not in delivery
     found = await reminder_store.pending(until=next_due, limit=10)
     assert [(d.channel, d.due_at) for d in found] == [("email", next_due)]
 
@@ -238,7 +236,6 @@ async def test_settle_failed_without_an_attempt_keeps_the_count(
     await reminder_store.settle(
         claim,
         Settlement(Result.FAILED, at=NOW, attempted=False, error="missed"),
-        owner="worker-a",
     )
 
     stored = await reminder_store.tasks.find_one({"_id": doc["_id"]})
@@ -247,23 +244,99 @@ async def test_settle_failed_without_an_attempt_keeps_the_count(
     assert delivery["lastError"] == "missed"
 
 
-async def test_settle_by_another_owner_changes_nothing(
+async def test_a_settlement_after_the_lease_was_taken_over_changes_nothing(
     reminder_store: MongoReminderStore,
 ) -> None:
-    doc, claim = await claimed(
-        reminder_store, send_at=NOW - timedelta(seconds=2), channel="sms"
+    doc = task_document(send_at=NOW - timedelta(minutes=5), channels=["sms"])
+    await reminder_store.tasks.insert_one(doc)
+    claim = await reminder_store.claim(
+        due_of(doc, "sms"),
+        now=NOW - timedelta(minutes=3),
+        lease_until=NOW - timedelta(minutes=2),
+        owner="slow-worker",
     )
+    assert claim is not None
+    assert await reminder_store.expire_leases(now=NOW, error="outcome unknown") == 1
 
     await reminder_store.settle(
         claim,
         Settlement(Result.SENT, at=NOW, attempted=True, provider_message_id="SM1"),
-        owner="worker-b",
     )
 
     stored = await reminder_store.tasks.find_one({"_id": doc["_id"]})
     delivery = stored["reminder"]["deliveries"]["sms"]
-    assert delivery["state"] == "sending"
-    assert delivery["leaseOwner"] == "worker-a"
+    assert (delivery["state"], delivery["attempts"]) == ("failed", 1)
+    assert delivery["lastError"] == "outcome unknown"
+    # The late attempt is history all the same.
+    history = await reminder_store.history(
+        tenant_id="tenant-a", user_id="user-1", task_id=str(doc["_id"])
+    )
+    assert [h["result"] for h in history] == ["unknown", "sent"]
+
+
+async def test_a_claim_can_be_taken_again_once_settled_and_reads_the_settlement(
+    reminder_store: MongoReminderStore,
+) -> None:
+    _, claim = await claimed(
+        reminder_store, send_at=NOW - timedelta(seconds=2), channel="sms"
+    )
+    await reminder_store.settle(
+        claim,
+        Settlement(
+            Result.RETRY,
+            at=NOW,
+            attempted=True,
+            error="twilio HTTP 503",
+            next_due_at=NOW + timedelta(seconds=4),
+        ),
+    )
+
+    early = await reminder_store.claim(
+        claim.due, now=NOW, lease_until=NOW + timedelta(minutes=1), owner="worker-b"
+    )
+    on_time = await reminder_store.claim(
+        claim.due,
+        now=NOW + timedelta(seconds=4),
+        lease_until=NOW + timedelta(minutes=1),
+        owner="worker-b",
+    )
+
+    assert early is None
+    assert on_time is not None and on_time.attempts == 1
+
+
+@pytest.mark.parametrize(
+    ("result", "state", "attempts"),
+    [(Result.SENT, "sent", 1), (Result.RETRY, "cancelled", 1)],
+    ids=["sent", "retry"],
+)
+async def test_a_reminder_cancelled_during_its_send_stays_cancelled_unless_it_went_out(
+    reminder_store: MongoReminderStore, result: Result, state: str, attempts: int
+) -> None:
+    doc, claim = await claimed(
+        reminder_store, send_at=NOW - timedelta(seconds=2), channel="sms"
+    )
+    await reminder_store.tasks.update_one(
+        {"_id": doc["_id"]},
+        {"$set": {"completed": True, "reminder.deliveries.sms.state": "cancelled"}},
+    )
+
+    await reminder_store.settle(
+        claim,
+        Settlement(
+            result,
+            at=NOW,
+            attempted=True,
+            provider_message_id="SM9" if result is Result.SENT else None,
+            error=None if result is Result.SENT else "twilio HTTP 503",
+            next_due_at=None if result is Result.SENT else NOW + timedelta(seconds=3),
+        ),
+    )
+
+    stored = await reminder_store.tasks.find_one({"_id": doc["_id"]})
+    delivery = stored["reminder"]["deliveries"]["sms"]
+    assert (delivery["state"], delivery["attempts"]) == (state, attempts)
+    assert await reminder_store.claims.count_documents({}) == 0
 
 
 async def test_expired_leases_fail_as_unknown_and_live_ones_stay(
@@ -293,9 +366,10 @@ async def test_expired_leases_fail_as_unknown_and_live_ones_stay(
     assert delivery["state"] == "failed"
     assert delivery["lastError"] == "outcome unknown"
     assert delivery["attempts"] == 1
-    assert "leaseOwner" not in delivery
     live_now = await reminder_store.tasks.find_one({"_id": live["_id"]})
-    assert live_now["reminder"]["deliveries"]["email"]["state"] == "sending"
+    assert live_now["reminder"]["deliveries"]["email"]["state"] == "scheduled"
+    [left] = await reminder_store.claims.find().to_list(None)
+    assert left["owner"] == "live-worker"
     history = await reminder_store.history(
         tenant_id="tenant-a", user_id="user-1", task_id=str(stuck["_id"])
     )
@@ -338,7 +412,4 @@ async def test_many_workers_claiming_one_delivery_at_once_yield_one_claim(
 
     won = [c for c in claims if c is not None]
     assert sorted(c.due.channel for c in won) == ["email", "sms"]
-    stored = await reminder_store.tasks.find_one({"_id": doc["_id"]})
-    deliveries = stored["reminder"]["deliveries"]
-    assert {d["state"] for d in deliveries.values()} == {"sending"}
-    assert stored["writeSeq"] == 3
+    assert await reminder_store.claims.count_documents({}) == 2

@@ -42,7 +42,6 @@ async def test_task_round_trip_create_read_update_complete_delete(
     assert task["reminder"]["status"] == "pending"
     assert task["reminder"]["sendAt"] == "2030-01-15T08:30:00Z"
     assert set(task["reminder"]["deliveries"]) == {"sms", "email"}
-    assert "leaseOwner" not in task["reminder"]["deliveries"]["sms"]
 
     edit = {**task, "title": "Standup, moved", "timeOfDay": "10:00"}
     updated = await client.put(f"{TASKS}/{task['_id']}", json=edit, headers=headers)

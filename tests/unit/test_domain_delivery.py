@@ -1,9 +1,9 @@
 """The reminder engine, driven through fakes of its two ports: the store and a sender.
 
 The fake store keeps deliveries in a dictionary and moves them with the same
-conditional steps the real store takes in one document write each: a claim
-succeeds only for a scheduled delivery that is due, of the current revision of
-an open task; a settle only for a delivery this owner holds in sending.
+conditional steps the real store takes: a claim succeeds only for a scheduled
+delivery that is due, of the current revision of an open task, and that no
+other dispatch holds; a settle only while its lease was not taken over.
 """
 
 import asyncio
@@ -49,7 +49,7 @@ class StoredDelivery:
     provider_message_id: str | None = None
     sent_at: datetime | None = None
     lateness: timedelta | None = None
-    lease_owner: str | None = None
+    lease_token: str | None = None
     lease_until: datetime | None = None
 
 
@@ -100,14 +100,14 @@ class FakeReminderStore:
         if (
             stored is None
             or stored.state is not DeliveryState.SCHEDULED
+            or stored.lease_token is not None
             or stored.due_at > now
             or self.revisions.get(due.task_id) != due.revision
             or due.task_id in self.closed
         ):
             return None
 
-        stored.state = DeliveryState.SENDING
-        stored.lease_owner, stored.lease_until = owner, lease_until
+        stored.lease_token, stored.lease_until = f"{owner}-{now}", lease_until
         task = {"title": "Dentist", "taskDate": "2026-06-01", "timeOfDay": "15:00"}
         subject, body = reminders.message(task, due.channel)
 
@@ -123,16 +123,18 @@ class FakeReminderStore:
                 tenant_id=stored.tenant_id,
                 task_id=due.task_id,
             ),
+            claimed_at=now,
+            token=stored.lease_token,
         )
 
-    async def settle(self, claim: Claim, settlement: Settlement, *, owner: str) -> None:
+    async def settle(self, claim: Claim, settlement: Settlement) -> None:
         stored = self.deliveries[claim.due.key]
-        if stored.state is not DeliveryState.SENDING or stored.lease_owner != owner:
+        if stored.lease_token != claim.token:
             return
 
         stored.attempts += 1 if settlement.attempted else 0
         stored.last_error = settlement.error
-        stored.lease_owner = stored.lease_until = None
+        stored.lease_token = stored.lease_until = None
         if settlement.result is Result.SENT:
             stored.state = DeliveryState.SENT
             stored.provider_message_id = settlement.provider_message_id
@@ -149,14 +151,12 @@ class FakeReminderStore:
         expired = [
             stored
             for stored in self.deliveries.values()
-            if stored.state is DeliveryState.SENDING
-            and stored.lease_until is not None
-            and stored.lease_until < now
+            if stored.lease_until is not None and stored.lease_until < now
         ]
         for stored in expired:
             stored.state = DeliveryState.FAILED
             stored.last_error = error
-            stored.lease_owner = stored.lease_until = None
+            stored.lease_token = stored.lease_until = None
 
         return len(expired)
 
@@ -300,7 +300,7 @@ async def test_a_due_delivery_is_sent_and_settled_with_its_lateness(
         "SM1",
     )
     assert stored.sent_at == now + timedelta(seconds=2)
-    assert stored.lease_owner is None
+    assert stored.lease_token is None
 
 
 async def test_a_delivery_is_sent_only_once_when_dispatched_twice(
@@ -616,7 +616,7 @@ async def test_a_sweep_fails_sends_whose_worker_died_and_warns(
     store = FakeReminderStore()
     abandoned = store.add(a_due(now - timedelta(minutes=5)))
     stored = store.get(abandoned)
-    stored.state, stored.lease_owner = DeliveryState.SENDING, "worker-gone"
+    stored.lease_token = "worker-gone"
     stored.lease_until = now - timedelta(minutes=4)
     engine = an_engine(store, {}, clock=FakeClock(now))
 
@@ -639,16 +639,16 @@ async def test_a_sweep_leaves_a_send_under_its_lease_alone(
 ) -> None:
     store = FakeReminderStore()
     sending = store.get(store.add(a_due(now)))
-    sending.state, sending.lease_until = (
-        DeliveryState.SENDING,
-        now + timedelta(seconds=30),
-    )
+    sending.lease_token, sending.lease_until = "worker-2", now + timedelta(seconds=30)
     engine = an_engine(store, {}, clock=FakeClock(now))
 
     with caplog.at_level(logging.WARNING, logger="tm_domain.delivery"):
         await engine.sweep()
 
-    assert sending.state is DeliveryState.SENDING
+    assert (sending.state, sending.lease_token) == (
+        DeliveryState.SCHEDULED,
+        "worker-2",
+    )
     assert caplog.records == []
 
 
@@ -699,7 +699,7 @@ async def test_stopping_the_engine_lets_a_send_under_way_finish() -> None:
         await soon(sender.called)
 
     assert store.get(due).state is DeliveryState.SENT
-    assert store.get(due).lease_owner is None
+    assert store.get(due).lease_token is None
 
 
 class StalledStore(FakeReminderStore):

@@ -554,7 +554,7 @@ def test_a_task_without_a_reminder_plans_none(now: datetime) -> None:
     ("delivery_states", "status"),
     [
         ((DeliveryState.SCHEDULED, DeliveryState.SENT), Status.PENDING),
-        ((DeliveryState.SENDING, DeliveryState.FAILED), Status.PENDING),
+        ((DeliveryState.SCHEDULED, DeliveryState.FAILED), Status.PENDING),
         ((DeliveryState.SENT, DeliveryState.FAILED), Status.FAILED),
         ((DeliveryState.FAILED, DeliveryState.CANCELLED), Status.FAILED),
         ((DeliveryState.SENT, DeliveryState.CANCELLED), Status.CANCELLED),
