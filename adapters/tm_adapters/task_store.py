@@ -206,6 +206,24 @@ class MongoTaskStore:
             for doc in docs
         ]
 
+    async def events_of(self, task_ids: Sequence[str]) -> list[storage.OutboxEntry]:
+        # One lookup by `_id` each: FerretDB would scan the collection for `$in`.
+        entries = []
+        with _unavailable_on_outage():
+            for task_id in task_ids:
+                key = _object_id(task_id)
+                if key is None:
+                    continue
+                doc = await self.collection.find_one(
+                    {"_id": key}, projection={"outbox": True, "outboxPending": True}
+                )
+                if doc is not None and doc.get("outboxPending"):
+                    entries.append(
+                        storage.OutboxEntry(task_id, tuple(doc.get("outbox") or ()))
+                    )
+
+        return entries
+
     async def drop_events(self, task_id: str, event_ids: Sequence[str]) -> None:
         # NB: FerretDB 1.24 accepts `$pull` with a condition on the elements'
         # fields but removes nothing, so the outbox is read and written back

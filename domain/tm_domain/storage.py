@@ -51,6 +51,10 @@ class OutboxStore(Protocol):
         """Tasks with unpublished events, across every tenant; at most `limit`."""
         ...
 
+    async def events_of(self, task_ids: Sequence[str]) -> list[OutboxEntry]:
+        """The unpublished events of these tasks, for each that has any."""
+        ...
+
     async def drop_events(self, task_id: str, event_ids: Sequence[str]) -> None:
         """Remove published events from a task's outbox.
 

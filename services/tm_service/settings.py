@@ -23,9 +23,10 @@ class ServiceSettings(ConnectionSettings):
     service_port: int = Field(default=5500, ge=1, le=65535)
     """Port the API listens on; default 5500."""
 
-    outbox_relay_interval_ms: int = Field(default=1000, ge=10, le=60_000)
-    """How often the outbox relay looks for unpublished events when no write
-    pokes it, in milliseconds; default 1000."""
+    outbox_relay_interval_ms: int = Field(default=10_000, ge=10, le=600_000)
+    """How often the outbox relay looks through all tasks for unpublished
+    events (those a stopped process left; it relays each write at once), in
+    milliseconds; default 10000."""
     outbox_relay_batch: int = Field(default=200, ge=1, le=10_000)
     """Tasks whose events the relay publishes per round; default 200."""
     outbox_backoff_max_ms: int = Field(default=30_000, ge=100, le=600_000)

@@ -32,7 +32,7 @@ def utc_now() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-def _nothing() -> None:
+def _nothing(task_id: str) -> None:
     return None
 
 
@@ -42,7 +42,7 @@ class TaskService:
         store: storage.TaskStore,
         *,
         clock: Callable[[], datetime] = utc_now,
-        after_write: Callable[[], None] = _nothing,
+        after_write: Callable[[str], None] = _nothing,
         write_attempts: int = 5,
         view_limit: int = 5000,
     ) -> None:
@@ -87,7 +87,7 @@ class TaskService:
             "outboxPending": True,
         }
         await self.store.insert(task)
-        self.after_write()
+        self.after_write(task_id)
 
         return {k: v for k, v in task.items() if k != "outbox"}
 
@@ -214,7 +214,7 @@ class TaskService:
                 event=event.to_dict(),
             )
             if written is not None:
-                self.after_write()
+                self.after_write(task_id)
                 return written
 
         raise Conflict("the task kept changing while it was written; try again")

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from bson import ObjectId
 from pymongo import AsyncMongoClient
 
 from tm_adapters import mongo as mongo_adapter
@@ -107,6 +108,27 @@ async def test_dropping_published_events_keeps_those_written_since(
     assert [e["id"] for e in pending[0].events] == ["e1"]
     assert [[e["id"] for e in entry.events] for entry in left] == [["e2"]]
     assert none_left == []
+
+
+async def test_events_of_reads_the_named_tasks_that_have_pending_events(
+    settings: ServiceSettings, mongo: AsyncMongoClient[Any]
+) -> None:
+    client, store = await _store(settings)
+    try:
+        pending, published, other = _task(store), _task(store), _task(store)
+        published.update(outbox=[], outboxPending=False)
+        for task in (pending, published, other):
+            await store.insert(task)
+
+        entries = await store.events_of(
+            [pending["_id"], published["_id"], "not-an-id", str(ObjectId())]
+        )
+    finally:
+        await client.close()
+
+    assert [(e.task_id, [ev["id"] for ev in e.events]) for e in entries] == [
+        (pending["_id"], ["e1"])
+    ]
 
 
 async def test_a_write_at_an_old_write_seq_changes_nothing(

@@ -130,7 +130,6 @@ class Platform:
             "TM_REDIS_URL": servers.redis_url,
             "TM_JWT_SECRET": SECRET,
             "TM_SERVICE_PORT": str(self.port),
-            "TM_OUTBOX_RELAY_INTERVAL_MS": "200",
             "TM_TWILIO_ACCOUNT_SID": TWILIO_ACCOUNT_SID,
             "TM_TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
             "TM_TWILIO_FROM_NUMBER": "+15005550006",

@@ -119,6 +119,14 @@ class MemoryTaskStore:
             if doc.get("outboxPending")
         ][:limit]
 
+    async def events_of(self, task_ids: Sequence[str]) -> list[storage.OutboxEntry]:
+        self._check()
+        return [
+            storage.OutboxEntry(task_id, tuple(copy.deepcopy(doc["outbox"])))
+            for task_id in task_ids
+            if (doc := self.docs.get(task_id)) is not None and doc.get("outboxPending")
+        ]
+
     async def drop_events(self, task_id: str, event_ids: Sequence[str]) -> None:
         self._check()
         doc = self.docs[task_id]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
@@ -17,6 +18,7 @@ from test_service_fakes import (
 
 from tm_adapters import outbox
 from tm_adapters.outbox import KafkaPublisher, OutboxRelay, RelaySettings
+from tm_domain import storage
 
 FAST = RelaySettings(interval=0.01, backoff_initial=0.01, backoff_max=0.02)
 
@@ -148,3 +150,76 @@ async def test_the_kafka_publisher_fails_fast_and_reports_not_ready_without_kafk
     await publisher.close()
 
     assert ready is False
+
+
+class CountingStore(MemoryTaskStore):
+    """Counts the looks through all tasks, which FerretDB pays dearly for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scans = 0
+
+    async def pending_events(self, *, limit: int) -> list[storage.OutboxEntry]:
+        self.scans += 1
+        return await super().pending_events(limit=limit)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the relay did not get there")
+
+
+async def test_a_poked_write_is_relayed_by_its_id_without_a_look_at_all_tasks() -> None:
+    store = CountingStore()
+    publisher = RecordingPublisher()
+    relay = OutboxRelay(store, publisher, settings=RelaySettings(interval=30))
+    relay.start()
+    await until(lambda: store.scans == 1)  # the look at start
+
+    written = stored_task(store)
+    left_behind = stored_task(store)
+    relay.poke(written)
+    await until(lambda: bool(publisher.records))
+    await relay.stop()
+
+    assert [key for key, _ in publisher.records] == [written]
+    assert store.docs[left_behind]["outboxPending"] is True
+    assert store.scans == 1
+
+
+async def test_after_a_failed_round_the_relay_looks_at_all_tasks() -> None:
+    store = CountingStore()
+    publisher = RecordingPublisher()
+    relay = OutboxRelay(store, publisher, settings=FAST)
+    relay.settings = RelaySettings(interval=30, backoff_initial=0.01)
+    relay.start()
+    await until(lambda: store.scans == 1)
+
+    publisher.down = True
+    task_id = stored_task(store)
+    relay.poke(task_id)
+    await asyncio.sleep(0.05)
+    publisher.down = False
+    await until(lambda: not store.docs[task_id]["outboxPending"])
+    await relay.stop()
+
+    assert store.scans >= 2
+    assert [key for key, _ in publisher.records] == [task_id]
+
+
+async def test_the_timer_makes_the_relay_look_at_all_tasks() -> None:
+    store = CountingStore()
+    publisher = RecordingPublisher()
+    relay = OutboxRelay(store, publisher, settings=RelaySettings(interval=0.02))
+    relay.start()
+    await until(lambda: store.scans == 1)
+
+    # Left by another process: nobody pokes this relay about it.
+    task_id = stored_task(store)
+    await until(lambda: not store.docs[task_id]["outboxPending"])
+    await relay.stop()
+
+    assert [key for key, _ in publisher.records] == [task_id]

@@ -31,8 +31,8 @@ def _events(store: MemoryTaskStore, task_id: str) -> list[dict[str, Any]]:
 
 async def test_creating_stores_the_task_with_its_first_event() -> None:
     store = MemoryTaskStore()
-    pokes: list[None] = []
-    service = _service(store, after_write=lambda: pokes.append(None))
+    pokes: list[str] = []
+    service = _service(store, after_write=pokes.append)
 
     task = await service.create(ALICE, _draft())
 
@@ -46,7 +46,7 @@ async def test_creating_stores_the_task_with_its_first_event() -> None:
     assert event["reminderRevision"] == 1
     assert sorted(d["channel"] for d in event["deliveries"]) == ["email", "sms"]
     assert store.docs[task["_id"]]["outboxPending"] is True
-    assert len(pokes) == 1
+    assert pokes == [task["_id"]]
 
 
 async def test_every_write_bumps_the_version_and_adds_one_event() -> None:
