@@ -201,25 +201,32 @@ async def update_where(
     update: Mapping[str, Any],
     *,
     locks: Locks,
+    before: bool = False,
 ) -> Document | None:
     """Update the document `_id == key` if it matches `condition`.
 
-    Returns the document after the update, or None when it did not match. On
-    MongoDB this is one `findAndModify`. FerretDB 1.24 pushes only a bare
-    `{_id: ...}` filter down to SQLite and scans the whole collection for any
-    other, and applies updates non-atomically; there the document is read by
-    `_id` under its lock, `condition` is checked here, and the update is
+    Returns the document after the update (`before`: as it was before it,
+    which spares FerretDB a write that also reads), or None when it did not
+    match. On MongoDB this is one `findAndModify`. FerretDB 1.24 pushes only a
+    bare `{_id: ...}` filter down to SQLite and scans the whole collection for
+    any other, and applies updates non-atomically; there the document is read
+    by `_id` under its lock, `condition` is checked here, and the update is
     written by `_id`, which is both correct and a single-row lookup.
     """
     if locks.atomic:
         return await collection.find_one_and_update(
-            {**condition, "_id": key}, update, return_document=ReturnDocument.AFTER
+            {**condition, "_id": key},
+            update,
+            return_document=ReturnDocument.BEFORE if before else ReturnDocument.AFTER,
         )
 
     async with locks.hold(str(key)):
         current = await collection.find_one({"_id": key})
         if current is None or not matches(current, condition):
             return None
+        if before:
+            await collection.update_one({"_id": key}, update)
+            return current
         return await collection.find_one_and_update(
             {"_id": key}, update, return_document=ReturnDocument.AFTER
         )

@@ -245,6 +245,7 @@ class MongoReminderStore:
                 "$inc": {"writeSeq": 1, **attempts},
             },
             locks=await self._locks(),
+            before=True,
         )
         if doc is None:
             # Cancelled while the provider had it: the cancellation stands,
@@ -311,18 +312,19 @@ class MongoReminderStore:
                     "$inc": {f"{path}.attempts": 1, "writeSeq": 1},
                 },
                 locks=await self._locks(),
+                before=True,
             )
             await self._release(due, held["token"])
             if doc is None:
                 continue  # settled meanwhile, or no longer this reminder
             expired += 1
 
-            attempts = doc["reminder"]["deliveries"][due.channel]["attempts"]
+            attempts = doc["reminder"]["deliveries"][due.channel].get("attempts")
             await self._record(
                 tenant_id=doc.get("tenantId"),
                 user_id=doc.get("userId"),
                 due=due,
-                attempt=int(attempts),
+                attempt=int(attempts or 0) + 1,
                 attempted=True,
                 result="unknown",
                 at=now,

@@ -329,6 +329,15 @@ async def test_update_where_writes_only_a_matching_document(
         absent = await mongo_adapter.update_where(
             db.things, 2, {}, {"$set": {"title": "d"}}, locks=locks
         )
+        after = await db.things.find_one({"_id": 1})
+        prior = await mongo_adapter.update_where(
+            db.things,
+            1,
+            {"writeSeq": 2},
+            {"$set": {"title": "e"}, "$inc": {"writeSeq": 1}},
+            locks=locks,
+            before=True,
+        )
         stored = await db.things.find_one({"_id": 1})
     finally:
         await client.close()
@@ -336,4 +345,6 @@ async def test_update_where_writes_only_a_matching_document(
     assert missed is None
     assert written is not None and (written["title"], written["writeSeq"]) == ("c", 2)
     assert absent is None
-    assert stored == written
+    assert after == written
+    assert prior == written
+    assert stored == {"_id": 1, "writeSeq": 3, "title": "e"}
