@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.support.documents import task_document
 from tests.support.kube import Kube, KubeError, condition
@@ -432,3 +435,54 @@ def test_a_tenant_names_its_channels_and_says_which_are_not_ready(
     assert f"{namespace}/nope" in missing["message"]
     assert f"{namespace}/sms (SecretNotFound)" in not_ready["message"]
     assert ready["reason"] == "Registered"
+
+
+# ---------------------------------------------------------------- README
+
+
+def readme_manifests() -> list[dict[str, Any]]:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Custom resources", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    return [doc for block in blocks for doc in yaml.safe_load_all(block) if doc]
+
+
+def test_the_readme_manifests_apply_and_come_ready(
+    kube: Kube, operator: OperatorHome
+) -> None:
+    manifests = readme_manifests()
+    namespace = new_namespace(kube, "tm-readme")
+    tenant_id = f"readme-{uuid.uuid4().hex[:8]}"
+    for manifest in manifests:
+        if manifest["metadata"].get("namespace") == "team-a":
+            manifest["metadata"]["namespace"] = namespace
+        if manifest["kind"] == "TimeServiceTenant":
+            manifest["metadata"]["name"] = tenant_id
+            manifest["spec"]["tenantId"] = tenant_id
+            manifest["spec"]["channels"][0]["namespace"] = namespace
+
+    try:
+        for manifest in manifests:
+            kube.apply(manifest)
+        channel = wait_for_reason(kube, "ReminderChannel", "sms", "Valid", namespace)
+        registered = wait_for_reason(kube, "TimeServiceTenant", tenant_id, "Registered")
+        channels_ready = kube.wait_for(
+            lambda: (
+                condition(
+                    kube.get("TimeServiceTenant", tenant_id), "ChannelsReady"
+                ).get("reason")
+                == "AllReady"
+            ),
+            what="the tenant's channels to be ready",
+        )
+    finally:
+        kube.delete("TimeServiceTenant", tenant_id)
+
+    assert sorted(m["kind"] for m in manifests) == [
+        "ReminderChannel",
+        "Secret",
+        "TimeServiceTenant",
+    ]
+    assert condition(channel)["status"] == "True"
+    assert condition(registered)["status"] == "True"
+    assert channels_ready
