@@ -34,7 +34,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from tm_domain import scheduling
-from tm_domain.errors import PermanentDelivery, TransientDelivery
+from tm_domain.errors import DeferredDelivery, PermanentDelivery, TransientDelivery
 from tm_domain.events import Due, EventType, TaskEvent
 
 log = logging.getLogger(__name__)
@@ -114,8 +114,9 @@ class Sender(Protocol):
     async def send(self, message: Message) -> str:
         """Send and return the provider's message id.
 
-        Raises TransientDelivery when a later try may succeed and
-        PermanentDelivery when none will.
+        Raises TransientDelivery when a later try may succeed,
+        PermanentDelivery when none will, and DeferredDelivery when the
+        message was held back without calling the provider.
         """
 
 
@@ -319,6 +320,16 @@ class ReminderEngine:
             provider_id = await asyncio.wait_for(
                 sender.send(claim.message),
                 timeout=self.settings.send_timeout.total_seconds(),
+            )
+        except DeferredDelivery as exc:
+            # Wait: the channel holds this message back; nothing was sent.
+            now = self.clock()
+            return Settlement(
+                Result.RETRY,
+                at=now,
+                attempted=False,
+                error=exc.detail,
+                next_due_at=now + exc.retry_after,
             )
         except TimeoutError:
             # Retry: the provider did not answer in time.

@@ -6,12 +6,14 @@ DomainError
 ├── Conflict              the caller's copy is stale; read again and retry
 └── DeliveryError         a provider refused or failed a send
     ├── TransientDelivery     try again later, with backoff
-    └── PermanentDelivery     give up on this delivery now
+    ├── PermanentDelivery     give up on this delivery now
+    └── DeferredDelivery      not sent, not an attempt: due again after a wait
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 
 @dataclass(frozen=True)
@@ -54,3 +56,15 @@ class TransientDelivery(DeliveryError):
 
 class PermanentDelivery(DeliveryError):
     pass
+
+
+class DeferredDelivery(DeliveryError):
+    """The channel may not send now (suspended, or at its rate limit).
+
+    No provider was called, so the delivery keeps its attempts and is due
+    again after `retry_after`; the lateness limit still ends the wait.
+    """
+
+    def __init__(self, detail: str, *, retry_after: timedelta) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from typing import Any
 
 import faust
@@ -20,6 +21,7 @@ from tm_adapters import mongo, providers
 from tm_adapters.reminder_store import MongoReminderStore
 from tm_domain.delivery import Outcome, ReminderEngine, Result, Sender
 from tm_domain.events import TaskEvent
+from tm_streams import routing
 from tm_streams.settings import StreamsSettings
 
 log = structlog.get_logger(__name__)
@@ -74,14 +76,32 @@ class Delivery(mode.Service):
         self.engine: ReminderEngine | None = None
         self._client: AsyncMongoClient[mongo.Document] | None = None
         self._senders: dict[str, Sender] = {}
+        self._router: routing.ChannelRouter | None = None
         self._runner: asyncio.Task[None] | None = None
+        self._book: asyncio.Task[None] | None = None
 
     async def on_start(self) -> None:
         settings = self.settings
         self._client = mongo.open_client(settings)
         store = MongoReminderStore(mongo.database(self._client, settings))
         self._senders = providers.senders_from_settings(settings)
-        if not self._senders:
+        if settings.channels_secret is not None:
+            # Tenants' own channels first, the senders above for the rest.
+            self._router = routing.ChannelRouter(
+                self._senders,
+                build=routing.sender_factory(settings),
+                hold=timedelta(milliseconds=settings.channel_hold_ms),
+            )
+            namespace, _, name = settings.channels_secret.partition("/")
+            book = routing.ChannelBook(
+                self._router,
+                namespace=namespace,
+                name=name,
+                refresh=timedelta(milliseconds=settings.channels_refresh_ms),
+            )
+            self._book = asyncio.create_task(book.run(), name="channel-book")
+            self._senders = self._router.senders()
+        elif not self._senders:
             log.warning("no provider configured: every delivery will fail")
         self.engine = ReminderEngine(
             store,
@@ -107,7 +127,14 @@ class Delivery(mode.Service):
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
             self._runner = None
-        providers.close_senders(self._senders)
+        if self._book is not None:
+            self._book.cancel()
+            await asyncio.gather(self._book, return_exceptions=True)
+            self._book = None
+        if self._router is not None:
+            self._router.close()
+        else:
+            providers.close_senders(self._senders)
         if self._client is not None:
             await self._client.close()
             self._client = None

@@ -64,6 +64,19 @@ class StreamsSettings(ConnectionSettings):
     """Provider calls under way at once; each provider has this many threads.
     Default: 64."""
 
+    channels_secret: str | None = Field(
+        default=None, pattern=r"^[a-z0-9][-a-z0-9]*/[a-z0-9][-a-z0-9.]*$"
+    )
+    """`namespace/name` of the Secret the operator publishes the tenants'
+    channels in; unset, every tenant uses the senders configured above.
+    Default: unset."""
+    channels_refresh_ms: int = Field(default=5000, ge=100, le=600_000)
+    """How often that Secret is read, in milliseconds; a change to a channel
+    takes effect within this. Default: 5000."""
+    channel_hold_ms: int = Field(default=30_000, ge=100, le=3_600_000)
+    """How often a reminder held by a suspended or unready channel is looked
+    at again, in milliseconds. Default: 30000."""
+
     sweep_interval_ms: int = Field(default=15_000, ge=100, le=3_600_000)
     """How often MongoDB is read for due deliveries the events missed and for
     abandoned sends, in milliseconds. Default: 15000."""

@@ -265,3 +265,9 @@ from tests.support.fixtures import (  # noqa: E402, F401
     streams_mongo,
     streams_settings,
 )
+
+# ---------------------------------------------------------------------------
+# Operator (tm_operator): the kube servers, the CRDs and one operator process
+# for the session. Defined in tests/support/operator_fixtures.py.
+# ---------------------------------------------------------------------------
+from tests.support.operator_fixtures import kube, operator  # noqa: E402, F401

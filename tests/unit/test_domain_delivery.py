@@ -26,7 +26,12 @@ from tm_domain.delivery import (
     Result,
     Settlement,
 )
-from tm_domain.errors import DeliveryError, PermanentDelivery, TransientDelivery
+from tm_domain.errors import (
+    DeferredDelivery,
+    DeliveryError,
+    PermanentDelivery,
+    TransientDelivery,
+)
 from tm_domain.events import Due, EventType, TaskEvent
 from tm_domain.reminders import DeliveryState
 
@@ -376,6 +381,54 @@ async def test_a_transient_failure_is_retried_after_a_backoff(now: datetime) -> 
     assert store.get(due).state is DeliveryState.SCHEDULED
     assert store.get(due).due_at == settlement.next_due_at
     assert engine.queue.next_due() == settlement.next_due_at
+
+
+async def test_a_deferred_delivery_waits_without_spending_an_attempt(
+    now: datetime,
+) -> None:
+    store, clock = FakeReminderStore(), FakeClock(now)
+    held = DeferredDelivery("channel suspended", retry_after=timedelta(seconds=30))
+    sender = FakeSender(*(held for _ in range(8)), "SM9")
+    due = store.add(a_due(now))
+    engine = an_engine(store, {"sms": sender}, clock=clock)
+
+    outcome = await engine.dispatch(due)
+    for _ in range(8):
+        assert outcome is not None
+        outcome = await retry_when_due(engine, clock, outcome)
+
+    assert outcome is not None
+    assert outcome.settlement.result is Result.SENT
+    assert (store.get(due).state, store.get(due).attempts) == (DeliveryState.SENT, 1)
+    assert clock.now == now + timedelta(seconds=8 * 30)
+
+
+async def test_a_delivery_deferred_past_the_lateness_limit_is_missed(
+    now: datetime,
+) -> None:
+    store, clock = FakeReminderStore(), FakeClock(now)
+    held = DeferredDelivery("channel suspended", retry_after=timedelta(minutes=40))
+    sender = FakeSender(held, "SM2")
+    due = store.add(a_due(now))
+    engine = an_engine(
+        store,
+        {"sms": sender},
+        clock=clock,
+        lateness=scheduling.LatenessPolicy(max_lateness=timedelta(minutes=30)),
+    )
+    deferred = await engine.dispatch(due)
+    assert deferred is not None
+    assert (deferred.settlement.result, deferred.settlement.attempted) == (
+        Result.RETRY,
+        False,
+    )
+
+    missed = await retry_when_due(engine, clock, deferred)
+
+    assert missed is not None
+    assert missed.settlement.result is Result.FAILED
+    assert "missed" in (missed.settlement.error or "")
+    assert len(sender.messages) == 1
 
 
 async def test_a_retried_delivery_goes_out_at_its_new_time(now: datetime) -> None:

@@ -15,6 +15,7 @@ PACKAGES = {
     "tm_adapters": ROOT / "adapters" / "tm_adapters",
     "tm_service": ROOT / "services" / "tm_service",
     "tm_streams": ROOT / "streams" / "tm_streams",
+    "tm_operator": ROOT / "operator" / "tm_operator",
 }
 
 # What each of our packages may import from the others.
@@ -23,6 +24,7 @@ ALLOWED = {
     "tm_adapters": {"tm_domain"},
     "tm_service": {"tm_domain", "tm_adapters"},
     "tm_streams": {"tm_domain", "tm_adapters"},
+    "tm_operator": {"tm_domain", "tm_adapters"},
 }
 
 
