@@ -29,10 +29,16 @@ class Session:
             timeout_s=self.timeout_s,
         )
 
-    def api(self) -> Api:
-        return Api(self.target())
-
 
 def of(ctx: typer.Context) -> Session:
     session: Session = ctx.find_root().obj
     return session
+
+
+def api(ctx: typer.Context) -> Api:
+    """The API client of this command, closed when the command ends."""
+    client = Api(of(ctx).target())
+    # NB: the root context, which is closed however the command ends.
+    ctx.find_root().call_on_close(client.close)
+
+    return client

@@ -55,7 +55,7 @@ def export(
 
     Example: tmctl gdpr export --user u-42 --out u-42.json
     """
-    api = session.of(ctx).api()
+    api = session.api(ctx)
     with output.download_bar() as bar:
         job = bar.add_task(f"exporting {user}", total=None)
 
@@ -92,7 +92,7 @@ def delete(
 
     Example: tmctl gdpr delete --user u-42 --dry-run
     """
-    api = session.of(ctx).api()
+    api = session.api(ctx)
     path = f"{ADMIN}/users/{user}/data"
     if not dry_run:
         # Show what will go before asking, from the same API.
@@ -121,7 +121,7 @@ def purge(
 
     Example: tmctl gdpr purge --dry-run -o json
     """
-    api = session.of(ctx).api()
+    api = session.api(ctx)
     plan = api.call("POST", f"{ADMIN}/data/purge", dryRun="true", limit=10_000)
     if dry_run:
         output.emit(plan, fmt, lambda s: output.pairs("would purge (dry run)", s))

@@ -56,15 +56,11 @@ def list_reminders(
 
     Example: tmctl reminders list --status failed --user u-42
     """
-    found = (
-        session.of(ctx)
-        .api()
-        .call(
-            "GET",
-            f"{ADMIN}/reminders",
-            status=None if status is None else str(status),
-            user=user,
-        )
+    found = session.api(ctx).call(
+        "GET",
+        f"{ADMIN}/reminders",
+        status=None if status is None else str(status),
+        user=user,
     )
     output.emit(found, fmt, _rows)
 
@@ -79,7 +75,7 @@ def retry(
 
     Example: tmctl reminders retry 6650f0c2a1b2c3d4e5f60718
     """
-    done = session.of(ctx).api().call("POST", f"{ADMIN}/reminders/{task_id}/retry")
+    done = session.api(ctx).call("POST", f"{ADMIN}/reminders/{task_id}/retry")
     reminder = done.get("reminder") or {}
     shown = {
         "task": done["taskId"],

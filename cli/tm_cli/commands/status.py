@@ -36,7 +36,7 @@ def command(ctx: typer.Context, fmt: OutputOption = Format.TABLE) -> None:
 
     Example: tmctl status -o json
     """
-    found = session.of(ctx).api().call("GET", f"{ADMIN}/status")
+    found = session.api(ctx).call("GET", f"{ADMIN}/status")
     output.emit(found, fmt, _table)
     if not found.get("ready") or (found.get("worker") or {}).get("overdueDeliveries"):
         raise CliError("the platform is degraded", code=errors.SERVER_ERROR)

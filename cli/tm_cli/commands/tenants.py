@@ -46,7 +46,7 @@ def list_tenants(ctx: typer.Context, fmt: OutputOption = Format.TABLE) -> None:
 
     Example: tmctl tenants list -o json
     """
-    found = session.of(ctx).api().call("GET", f"{ADMIN}/tenants")
+    found = session.api(ctx).call("GET", f"{ADMIN}/tenants")
     output.emit(
         found, fmt, lambda ts: output.table("tenants", _COLUMNS, [_row(t) for t in ts])
     )
@@ -62,5 +62,5 @@ def show(
 
     Example: tmctl tenants show acme
     """
-    found = session.of(ctx).api().call("GET", f"{ADMIN}/tenants/{tenant_id}")
+    found = session.api(ctx).call("GET", f"{ADMIN}/tenants/{tenant_id}")
     output.emit(found, fmt, lambda t: output.pairs(f"tenant {tenant_id}", t))
