@@ -83,7 +83,6 @@ class MongoPrivacyStore:
         wanted = [
             (self.audit, [("tenantId", ASCENDING), ("userId", ASCENDING)]),
             (self.audit, [("action", ASCENDING), ("purgeAfter", ASCENDING)]),
-            (self.tasks, [("deletedAt", ASCENDING)]),
         ]
         with _unavailable_on_outage():
             for collection, keys in wanted:

@@ -85,12 +85,13 @@ async def _start(
 ) -> None:
     readiness: dict[str, Any] = {}
 
-    # The stores, and with them the indexes, before anything else.
-    if store is None or privacy_store is None:
+    # The stores, and with them the indexes, before anything else. A task
+    # store given without a privacy store leaves the privacy routes off.
+    if store is None:
         client = mongo.open_client(settings)
         stack.push_async_callback(client.close)
         db = mongo.database(client, settings)
-        store = store or MongoTaskStore(db)
+        store = MongoTaskStore(db)
         privacy_store = privacy_store or MongoPrivacyStore(db)
 
         async def mongodb() -> None:
@@ -98,7 +99,8 @@ async def _start(
 
         readiness["mongodb"] = mongodb
     await store.prepare()
-    await privacy_store.prepare()
+    if privacy_store is not None:
+        await privacy_store.prepare()
 
     # Redis connects lazily, so a server that is down only shows in /readyz.
     redis_client = redis.Redis.from_url(
@@ -143,9 +145,11 @@ async def _start(
     app.state.tasks = TaskService(
         store, after_write=relay.poke, view_limit=settings.view_max_tasks
     )
-    app.state.privacy = PrivacyService(
-        privacy_store, app.state.tasks, retention_days=settings.data_retention_days
-    )
-    purge_job = PurgeJob(app.state.privacy, interval_s=settings.purge_interval_s)
-    purge_job.start()
-    stack.push_async_callback(purge_job.stop)
+    app.state.privacy = None
+    if privacy_store is not None:
+        app.state.privacy = PrivacyService(
+            privacy_store, app.state.tasks, retention_days=settings.data_retention_days
+        )
+        purge_job = PurgeJob(app.state.privacy, interval_s=settings.purge_interval_s)
+        purge_job.start()
+        stack.push_async_callback(purge_job.stop)

@@ -410,7 +410,10 @@ class PurgeJob:
         self._task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
+        # NB: the first turn waits a whole interval, so a service that starts
+        # and stops at once (tests, a crash loop) never purges half-way.
         while True:
+            await asyncio.sleep(self.interval_s)
             try:
                 while (
                     await self.service.purge(tenant_id=None, actor=privacy.SCHEDULE)
@@ -421,7 +424,6 @@ class PurgeJob:
             except Exception:
                 # The store is down or slow: the next turn tries again.
                 log.warning("periodic purge failed", exc_info=True)
-            await asyncio.sleep(self.interval_s)
 
     def start(self) -> None:
         if self._task is None and self.interval_s > 0:

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from tm_domain import storage
 from tm_domain.privacy import Actor
 from tm_service import responses, schemas
 from tm_service.auth import CurrentIdentity
@@ -20,7 +21,9 @@ _REFUSED: dict[int | str, dict[str, Any]] = {
 
 
 def service_of(request: Request) -> PrivacyService:
-    service: PrivacyService = request.app.state.privacy
+    service: PrivacyService | None = request.app.state.privacy
+    if service is None:
+        raise storage.StoreUnavailable("no privacy store is configured")
     return service
 
 
