@@ -314,3 +314,35 @@ def test_the_lock_collection_name_is_the_one_the_export_explains() -> None:
     from tm_adapters.privacy_store import COLLECTIONS
 
     assert mongo_adapter.LOCKS_COLLECTION in COLLECTIONS
+
+
+async def test_the_periodic_purge_removes_expired_data_of_every_tenant(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    bearer: Bearer,
+    people: dict[str, Any],
+    db: Any,
+    eventually: Callable[..., Any],
+) -> None:
+    from tm_service.privacy import PurgeJob
+
+    await client.delete(f"{ADMIN}/users/alice/data", headers=admin(bearer))
+    start = datetime.now(UTC)
+    app.state.privacy.clock = lambda: start + timedelta(days=31)
+    job = PurgeJob(app.state.privacy, interval_s=0.05)
+
+    job.start()
+    try:
+
+        async def alice_gone() -> bool:
+            query = {"userId": "alice"}
+            return await db["visitor_time_tasks"].count_documents(query) == 0
+
+        gone = await eventually(alice_gone)
+    finally:
+        await job.stop()
+
+    assert gone
+    assert await db["visitor_time_tasks"].count_documents({"userId": "bob"}) == 2
+    [record] = await db["privacy_audit"].find({"action": "DataPurged"}).to_list()
+    assert record["actor"]["via"] == "schedule"
