@@ -2,7 +2,7 @@
 
 DomainError
 ├── InvalidInput          the caller sent something the rules refuse; say what
-├── NotFound              no such task for this caller
+├── NotFound              no such task (or user's data) for this caller
 ├── Conflict              the caller's copy is stale; read again and retry
 └── DeliveryError         a provider refused or failed a send
     ├── TransientDelivery     try again later, with backoff
@@ -35,7 +35,11 @@ class InvalidInput(DomainError):
 
 
 class NotFound(DomainError):
-    pass
+    """`message` is what the caller reads: it names the kind of thing missing."""
+
+    def __init__(self, key: str = "", *, message: str = "task not found") -> None:
+        super().__init__(key)
+        self.message = message
 
 
 class Conflict(DomainError):

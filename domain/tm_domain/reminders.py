@@ -346,3 +346,36 @@ def message(task: Mapping[str, Any], channel: str) -> tuple[str, str]:
 def _utc(value: datetime) -> datetime:
     # Drivers hand datetimes back naive in UTC unless told otherwise.
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def retry(reminder: Mapping[str, Any], *, now: datetime) -> dict[str, Any]:
+    """The reminder with its failed deliveries scheduled again, due `now`.
+
+    The reminder gets a new revision, so whatever a worker still holds of the
+    old one cannot go out, and the retried deliveries start with no attempts,
+    so they get the whole retry budget again; the old attempts stay in the
+    delivery history. Deliveries that were sent or cancelled keep their state.
+    Raises InvalidInput when no delivery failed.
+    """
+    deliveries = dict(reminder.get("deliveries") or {})
+    failed = [
+        channel
+        for channel, d in deliveries.items()
+        if d.get("state") == DeliveryState.FAILED
+    ]
+    if not failed or not reminder.get("enabled"):
+        raise InvalidInput([Problem("reminder", "has no failed delivery to retry")])
+    # NB: a new revision would let a delivery still scheduled go out twice.
+    if any(d.get("state") == DeliveryState.SCHEDULED for d in deliveries.values()):
+        raise InvalidInput(
+            [Problem("reminder", "is still pending; retry once it has settled")]
+        )
+
+    for channel in failed:
+        deliveries[channel] = new_delivery(now)
+
+    return {
+        **reminder,
+        "revision": int(reminder.get("revision") or 0) + 1,
+        "deliveries": deliveries,
+    }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from tm_domain.errors import DomainError
@@ -112,4 +113,90 @@ class TaskStore(OutboxStore, Protocol):
     ) -> list[Task]:
         """The user's tasks dated `first` to `last` (`YYYY-MM-DD`, both
         included), not deleted, ordered by `sortKey` then `createdAt`."""
+        ...
+
+
+@dataclass(frozen=True)
+class Removed:
+    """What purging one task removed."""
+
+    tasks: int
+    deliveries: int
+
+
+class PrivacyStore(Protocol):
+    """A person's data across every collection, for export, erasure and purge.
+
+    Unlike a `TaskStore`, its reads include deleted tasks, and its purge and
+    reminder views read across the users of a tenant; only administrators'
+    requests reach those.
+    """
+
+    collections: Mapping[str, str]
+    """Each collection the project writes to, and the export section that
+    holds its documents or, when it holds none, why not."""
+
+    async def prepare(self) -> None:
+        """Create what the store needs (indexes); safe to run again."""
+        ...
+
+    async def tasks_of(self, user: User, *, deleted: bool) -> list[Task]:
+        """The user's tasks without outbox; deleted ones too when `deleted`."""
+        ...
+
+    async def deliveries_of(self, user: User) -> list[dict[str, Any]]:
+        """Every recorded delivery attempt of the user's reminders."""
+        ...
+
+    async def audit_of(self, user: User) -> list[dict[str, Any]]:
+        """The audit records about the user, oldest first."""
+        ...
+
+    async def record(self, entry: Mapping[str, Any]) -> None:
+        """Store a new audit record."""
+        ...
+
+    async def amend(self, record_id: str, fields: Mapping[str, Any]) -> None:
+        """Set fields of an audit record (its completion, its purge)."""
+        ...
+
+    async def expired(
+        self, *, before: datetime, tenant_id: str | None, limit: int
+    ) -> list[Task]:
+        """Tasks deleted at or before `before`, of a tenant or of all; ids,
+        tenant, user and `deletedAt` only."""
+        ...
+
+    async def remove(self, task_id: str, *, before: datetime) -> Removed:
+        """Remove a task deleted at or before `before`, with its delivery
+        history; nothing when it is gone or was deleted later."""
+        ...
+
+    async def erasures_due(
+        self, *, before: datetime, tenant_id: str | None
+    ) -> list[dict[str, Any]]:
+        """Erasure records whose window ended by `before` and not yet purged."""
+        ...
+
+    async def remove_deliveries(self, user: User, *, before: datetime) -> int:
+        """Remove the user's delivery history recorded at or before `before`."""
+        ...
+
+    async def tenant_tasks(
+        self, tenant_id: str, *, user_id: str | None, limit: int
+    ) -> list[Task]:
+        """Open tasks with a reminder of a tenant, or of one of its users."""
+        ...
+
+    async def task_owner(self, tenant_id: str, task_id: str) -> User | None:
+        """Who owns an undeleted task of the tenant; None if there is none."""
+        ...
+
+    async def tenant_counts(self, tenant_id: str | None) -> list[dict[str, Any]]:
+        """Per tenant (one, or every one): users, tasks, deleted tasks."""
+        ...
+
+    async def overdue(self, *, before: datetime) -> tuple[int, datetime | None]:
+        """Deliveries still scheduled though due before `before`: how many,
+        and the earliest due instant (None when there is none)."""
         ...

@@ -17,11 +17,15 @@ from fastapi import FastAPI
 
 from tm_adapters import mongo
 from tm_adapters.outbox import KafkaPublisher, OutboxRelay, Publisher, RelaySettings
+from tm_adapters.privacy_store import MongoPrivacyStore
 from tm_adapters.task_store import MongoTaskStore
 from tm_domain import storage
 from tm_service import errors
+from tm_service.auth import TenantKeys
 from tm_service.middleware import RequestContext
-from tm_service.routes import health
+from tm_service.privacy import PrivacyService, PurgeJob
+from tm_service.routes import admin, health
+from tm_service.routes import privacy as privacy_routes
 from tm_service.routes import tasks as task_routes
 from tm_service.settings import ServiceSettings
 from tm_service.tasks import TaskService
@@ -32,13 +36,24 @@ def create_app(
     *,
     store: storage.TaskStore | None = None,
     publisher: Publisher | None = None,
+    privacy_store: storage.PrivacyStore | None = None,
+    tenant_keys: TenantKeys | None = None,
 ) -> FastAPI:
-    """The API; `store` and `publisher` replace MongoDB and Kafka when given."""
+    """The API; `store`, `privacy_store` and `publisher` replace MongoDB and
+    Kafka when given. `tenant_keys` checks the API keys of administrators'
+    routes; without it every API key is refused and only admin tokens work."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            await _start(app, settings, stack, store=store, publisher=publisher)
+            await _start(
+                app,
+                settings,
+                stack,
+                store=store,
+                publisher=publisher,
+                privacy_store=privacy_store,
+            )
             yield
 
     app = FastAPI(
@@ -48,9 +63,12 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.tenant_keys = tenant_keys
     errors.install(app)
     app.include_router(health.router)
     app.include_router(task_routes.router)
+    app.include_router(privacy_routes.router)
+    app.include_router(admin.router)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
 
     return app
@@ -63,20 +81,26 @@ async def _start(
     *,
     store: storage.TaskStore | None,
     publisher: Publisher | None,
+    privacy_store: storage.PrivacyStore | None,
 ) -> None:
     readiness: dict[str, Any] = {}
 
-    # The store, and with it the indexes, before anything else.
+    # The stores, and with them the indexes, before anything else. A task
+    # store given without a privacy store leaves the privacy routes off.
     if store is None:
         client = mongo.open_client(settings)
         stack.push_async_callback(client.close)
-        store = MongoTaskStore(mongo.database(client, settings))
+        db = mongo.database(client, settings)
+        store = MongoTaskStore(db)
+        privacy_store = privacy_store or MongoPrivacyStore(db)
 
         async def mongodb() -> None:
             await client.admin.command("ping")
 
         readiness["mongodb"] = mongodb
     await store.prepare()
+    if privacy_store is not None:
+        await privacy_store.prepare()
 
     # Redis connects lazily, so a server that is down only shows in /readyz.
     redis_client = redis.Redis.from_url(
@@ -121,3 +145,11 @@ async def _start(
     app.state.tasks = TaskService(
         store, after_write=relay.poke, view_limit=settings.view_max_tasks
     )
+    app.state.privacy = None
+    if privacy_store is not None:
+        app.state.privacy = PrivacyService(
+            privacy_store, app.state.tasks, retention_days=settings.data_retention_days
+        )
+        purge_job = PurgeJob(app.state.privacy, interval_s=settings.purge_interval_s)
+        purge_job.start()
+        stack.push_async_callback(purge_job.stop)

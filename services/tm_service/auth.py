@@ -4,20 +4,26 @@ Tokens are JWTs signed with HS256 and `TM_JWT_SECRET`; `sub` names the user,
 `tenant` the tenant, `role` is visitor, owner or admin, and `exp` is
 required. Any other algorithm, `none` included, is refused. Every task read
 and write is scoped to the (tenant, user) found here.
+
+Administrators' routes (`/api/v1/admin/`) act on one tenant: the tenant of a
+token whose role is admin, or the tenant a `TenantKeys` finds for the
+`X-API-Key` header. No key source is wired by default, so every API key is
+refused; a deployment plugs one in through `create_app(tenant_keys=...)`.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tm_domain import storage
-from tm_service.errors import Unauthorized
+from tm_domain.privacy import Actor
+from tm_service.errors import Forbidden, Unauthorized
 
 ALGORITHM = "HS256"
 ROLES = frozenset({"visitor", "owner", "admin"})
@@ -93,3 +99,50 @@ async def current_user(caller: Annotated[Identity, Depends(identity)]) -> storag
 
 
 CurrentUser = Annotated[storage.User, Depends(current_user)]
+
+
+API_KEY_HEADER = "X-API-Key"
+
+
+class TenantKeys(Protocol):
+    """Where tenant API keys are checked (keys issued by the operator)."""
+
+    async def tenant_of(self, key: str) -> str | None:
+        """The tenant the key belongs to, or None when it is not a valid key."""
+        ...
+
+
+@dataclass(frozen=True)
+class AdminCaller:
+    """An administrator's request: the one tenant it may act on, and who asks."""
+
+    tenant_id: str
+    actor: Actor
+
+
+async def admin_caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> AdminCaller:
+    """The administrator calling; 401 without credentials, 403 for a non-admin."""
+    key = request.headers.get(API_KEY_HEADER)
+    if key is not None:
+        keys: TenantKeys | None = getattr(request.app.state, "tenant_keys", None)
+        tenant_id = None if keys is None else await keys.tenant_of(key)
+        if tenant_id is None:
+            raise Unauthorized("API key not accepted", token_sent=True)
+        request.scope.setdefault("state", {})["tenant"] = tenant_id
+        return AdminCaller(tenant_id, Actor(id="api-key", role="admin", via="apiKey"))
+
+    caller = await identity(request, credentials)
+    if caller.role != "admin":
+        raise Forbidden("this route is for administrators of the tenant")
+
+    return AdminCaller(
+        caller.user.tenant_id,
+        Actor(id=caller.user.user_id, role=caller.role, via="token"),
+    )
+
+
+CurrentIdentity = Annotated[Identity, Depends(identity)]
+Admin = Annotated[AdminCaller, Depends(admin_caller)]

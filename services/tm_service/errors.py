@@ -1,12 +1,13 @@
 """Errors of the API and their translation into error envelopes.
 
 ServiceError
-└── Unauthorized          no valid bearer token                 401 UNAUTHORIZED
+├── Unauthorized          no valid bearer token or API key      401 UNAUTHORIZED
+└── Forbidden             valid, but not allowed this route     403 FORBIDDEN
 
 The domain's errors are answered here too, by how a client should react:
 
     InvalidInput        fix the fields named in `details`   400 VALIDATION_ERROR
-    NotFound            no such task for this user          404 NOT_FOUND
+    NotFound            no such task (or user) for caller   404 NOT_FOUND
     Conflict            read the task again, then retry     409 CONFLICT
     StoreUnavailable    try again in a moment               503 SERVICE_UNAVAILABLE
 
@@ -45,6 +46,10 @@ class Unauthorized(ServiceError):
         super().__init__(reason)
         self.reason = reason
         self.token_sent = token_sent
+
+
+class Forbidden(ServiceError):
+    """The caller is known but may not use this route (an administrator's)."""
 
 
 _STATUS_CODES = {
@@ -132,7 +137,7 @@ async def _on_invalid_input(request: Request, exc: InvalidInput) -> Response:
 
 async def _on_not_found(request: Request, exc: NotFound) -> Response:
     return responses.failure(
-        request, status_code=404, code="NOT_FOUND", message="task not found"
+        request, status_code=404, code="NOT_FOUND", message=exc.message
     )
 
 
@@ -168,6 +173,12 @@ async def _on_unauthorized(request: Request, exc: Unauthorized) -> Response:
     )
 
 
+async def _on_forbidden(request: Request, exc: Forbidden) -> Response:
+    return responses.failure(
+        request, status_code=403, code="FORBIDDEN", message=str(exc)
+    )
+
+
 async def _on_http_error(request: Request, exc: HTTPException) -> Response:
     code = _STATUS_CODES.get(exc.status_code, "HTTP_ERROR")
     if exc.status_code == 404:
@@ -194,4 +205,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Conflict, _on_conflict)
     app.add_exception_handler(storage.StoreUnavailable, _on_unavailable)
     app.add_exception_handler(Unauthorized, _on_unauthorized)
+    app.add_exception_handler(Forbidden, _on_forbidden)
     app.add_exception_handler(HTTPException, _on_http_error)

@@ -45,6 +45,19 @@ class ServiceSettings(ConnectionSettings):
     view_max_tasks: int = Field(default=5000, ge=1, le=100_000)
     """Most tasks a daily, weekly or monthly view returns; default 5000."""
 
+    data_retention_days: int = Field(default=30, ge=0, le=3650)
+    """How long erased and deleted data is kept before a purge removes it,
+    in days; default 30. The same for every tenant until tenants carry their
+    own."""
+    purge_interval_s: int = Field(default=3600, ge=0, le=7 * 24 * 3600)
+    """How often the service purges data past its retention window, in
+    seconds; 0 turns the periodic purge off; default 3600."""
+    admin_list_max: int = Field(default=1000, ge=1, le=100_000)
+    """Most reminders an administrator's list returns; default 1000."""
+    status_overdue_grace_s: int = Field(default=30, ge=1, le=3600)
+    """How late a scheduled delivery must be before the status counts it as
+    overdue (the worker lagging), in seconds; default 30."""
+
     @model_validator(mode="after")
     def _refuse_unsafe_secret(self) -> ServiceSettings:
         secret = self.jwt_secret.get_secret_value()

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tm_domain import reminders, storage, tasks
-from tm_domain.errors import Conflict, NotFound
+from tm_domain.errors import Conflict, InvalidInput, NotFound, Problem
 from tm_domain.events import Due, EventType, TaskEvent
 
 Change = tuple[dict[str, Any], EventType]
@@ -165,6 +165,20 @@ class TaskService:
             return fields, EventType.DELETED
 
         await self._write(user, task_id, change)
+
+    async def retry_reminder(self, user: storage.User, task_id: str) -> storage.Task:
+        """Schedule the failed deliveries of an open task's reminder again."""
+
+        def change(current: storage.Task, now: datetime) -> Change:
+            reminder = current.get("reminder")
+            if reminder is None or current.get("completed"):
+                raise InvalidInput(
+                    [Problem("reminder", "the task has no open reminder to retry")]
+                )
+            retried = reminders.retry(reminder, now=now)
+            return {"reminder": retried, "updatedAt": now}, EventType.UPDATED
+
+        return await self._write(user, task_id, change)
 
     async def view(
         self, user: storage.User, dates: tasks.DateRange

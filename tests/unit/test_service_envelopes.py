@@ -195,5 +195,15 @@ async def test_the_api_document_lists_every_route() -> None:
         f"{TASKS}/monthly",
         f"{TASKS}/{{task_id}}",
         f"{TASKS}/{{task_id}}/complete",
+        "/api/v1/visitor/data",
+        "/api/v1/visitor/data/export",
+        "/api/v1/admin/users/{user_id}/export",
+        "/api/v1/admin/users/{user_id}/data",
+        "/api/v1/admin/data/purge",
+        "/api/v1/admin/reminders",
+        "/api/v1/admin/reminders/{task_id}/retry",
+        "/api/v1/admin/tenants",
+        "/api/v1/admin/tenants/{tenant_id}",
+        "/api/v1/admin/status",
     }
     assert set(paths[f"{TASKS}/{{task_id}}"]) == {"get", "put", "delete"}

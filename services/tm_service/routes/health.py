@@ -27,7 +27,7 @@ async def readyz(request: Request) -> Response:
     timeout = request.app.state.settings.readiness_timeout_ms / 1000
     names = list(checks)
     outcomes = await asyncio.gather(
-        *(_probe(checks[name], seconds=timeout) for name in names)
+        *(probe(checks[name], seconds=timeout) for name in names)
     )
     down = [(name, why) for name, why in zip(names, outcomes, strict=True) if why]
 
@@ -42,7 +42,7 @@ async def readyz(request: Request) -> Response:
     return responses.ok(request, {name: "up" for name in names})
 
 
-async def _probe(check: Check, *, seconds: float) -> str | None:
+async def probe(check: Check, *, seconds: float) -> str | None:
     """None when the check passed, else why it failed."""
     try:
         async with asyncio.timeout(seconds):
