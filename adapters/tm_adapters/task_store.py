@@ -9,6 +9,7 @@ both give without transactions.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from pymongo.errors import ConnectionFailure, ExecutionTimeout
 
 from tm_adapters import mongo
 from tm_domain import storage
+from tm_domain.search import Position, SearchQuery
 
 COLLECTION = "visitor_time_tasks"
 
@@ -188,6 +190,58 @@ class MongoTaskStore:
             cursor = (
                 self.collection.find(query, projection=_WITHOUT_OUTBOX)
                 .sort([("sortKey", ASCENDING), ("createdAt", ASCENDING)])
+                .limit(limit)
+            )
+            docs = await cursor.to_list()
+
+        return [_task(doc) for doc in docs]
+
+    async def search(
+        self,
+        user: storage.User,
+        query: SearchQuery,
+        *,
+        after: Position | None,
+        limit: int,
+    ) -> list[storage.Task]:
+        conditions: list[dict[str, Any]] = [{**self._owned(user), "deletedAt": None}]
+        if query.text is not None:
+            pattern = {"$regex": re.escape(query.text), "$options": "i"}
+            conditions.append({"$or": [{"title": pattern}, {"notes": pattern}]})
+        if query.tags:
+            conditions.append({"tags": {"$all": list(query.tags)}})
+        for field, value in (
+            ("category", query.category),
+            ("priority", query.priority),
+            ("session", query.session),
+        ):
+            if value is not None:
+                conditions.append({field: str(value)})
+        if query.completed is not None:
+            conditions.append({"completed": query.completed})
+        dates: dict[str, str] = {}
+        if query.first is not None:
+            dates["$gte"] = query.first
+        if query.last is not None:
+            dates["$lte"] = query.last
+        if dates:
+            conditions.append({"taskDate": dates})
+        if after is not None:
+            after_id = _object_id(after.task_id)
+            next_ids = {"_id": {"$gt": after_id}} if after_id else {"_id": None}
+            conditions.append(
+                {
+                    "$or": [
+                        {"sortKey": {"$gt": after.sort_key}},
+                        {"sortKey": after.sort_key, **next_ids},
+                    ]
+                }
+            )
+
+        with _unavailable_on_outage():
+            cursor = (
+                self.collection.find({"$and": conditions}, projection=_WITHOUT_OUTBOX)
+                .sort([("sortKey", ASCENDING), ("_id", ASCENDING)])
                 .limit(limit)
             )
             docs = await cursor.to_list()

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from tm_domain.errors import DomainError
+from tm_domain.search import Position, SearchQuery
 
 Task = dict[str, Any]
 """A task document as docs/architecture.md describes it, `_id` as text."""
@@ -113,6 +114,19 @@ class TaskStore(OutboxStore, Protocol):
     ) -> list[Task]:
         """The user's tasks dated `first` to `last` (`YYYY-MM-DD`, both
         included), not deleted, ordered by `sortKey` then `createdAt`."""
+        ...
+
+    async def search(
+        self,
+        user: User,
+        query: SearchQuery,
+        *,
+        after: Position | None,
+        limit: int,
+    ) -> list[Task]:
+        """The user's tasks, not deleted, that `query` selects
+        (`tm_domain.search.matches`), in search order, from just after
+        `after`; at most `limit`."""
         ...
 
 

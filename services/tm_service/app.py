@@ -25,6 +25,7 @@ from tm_service.auth import TenantKeys
 from tm_service.middleware import RequestContext
 from tm_service.privacy import PrivacyService, PurgeJob
 from tm_service.routes import admin, health
+from tm_service.routes import analytics as analytics_routes
 from tm_service.routes import privacy as privacy_routes
 from tm_service.routes import tasks as task_routes
 from tm_service.settings import ServiceSettings
@@ -67,6 +68,7 @@ def create_app(
     errors.install(app)
     app.include_router(health.router)
     app.include_router(task_routes.router)
+    app.include_router(analytics_routes.router)
     app.include_router(privacy_routes.router)
     app.include_router(admin.router)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)

@@ -317,6 +317,13 @@ def task_public(task: dict[str, Any]) -> TaskPublic:
     )
 
 
+class SearchPage(_Output):
+    items: list[TaskPublic]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null after the last."
+    )
+
+
 class Meta(_Output):
     request_id: str
     timestamp: datetime

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from tm_domain import reminders, storage, tasks
+from tm_domain import analytics, reminders, search, storage, tasks
 from tm_domain.errors import Conflict, InvalidInput, NotFound, Problem
 from tm_domain.events import Due, EventType, TaskEvent
 
@@ -187,6 +187,51 @@ class TaskService:
         return await self.store.between(
             user, dates.first_text, dates.last_text, limit=self.view_limit
         )
+
+    async def search(
+        self,
+        user: storage.User,
+        query: search.SearchQuery,
+        *,
+        cursor: str | None,
+        limit: int,
+    ) -> tuple[list[storage.Task], str | None]:
+        """One page of the user's tasks that `query` selects, and the cursor
+        of the next page (None after the last)."""
+        problems = search.check(query)
+        if not 1 <= limit <= search.LIMIT_MAX:
+            problems.append(Problem("limit", f"must be 1 to {search.LIMIT_MAX}"))
+        if problems:
+            raise InvalidInput(problems)
+        after = None if cursor is None else search.decode_cursor(cursor)
+
+        found = await self.store.search(user, query, after=after, limit=limit + 1)
+        page = found[:limit]
+        more = len(found) > limit
+        next_cursor = (
+            search.encode_cursor(search.Position(*search.order_key(page[-1])))
+            if more
+            else None
+        )
+        return page, next_cursor
+
+    async def analytics(
+        self, user: storage.User, first: date, last: date
+    ) -> dict[str, Any]:
+        """The figures of the user's tasks dated `first` to `last`."""
+        if last < first:
+            raise InvalidInput([Problem("from", "must not be after `to`")])
+        if (last - first).days + 1 > analytics.RANGE_MAX_DAYS:
+            raise InvalidInput(
+                [Problem("to", f"may be at most {analytics.RANGE_MAX_DAYS} days on")]
+            )
+        found = await self.store.between(
+            user, first.isoformat(), last.isoformat(), limit=self.view_limit + 1
+        )
+        figures = analytics.summarize(found[: self.view_limit], first=first, last=last)
+        # NB: past the view limit the figures cover its first tasks only.
+        figures["complete"] = len(found) <= self.view_limit
+        return figures
 
     async def _write(
         self,
