@@ -152,9 +152,11 @@ class PrivacyService:
             raise NotFound(user.user_id, message="no data stored for this user")
         now = self.clock()
 
+        memberships = await self.store.memberships_of(user)
         sections = {
             "tasks": tasks,
             "reminderDeliveries": deliveries,
+            "teamMemberships": memberships,
             "auditTrail": audit,
         }
         document = {
@@ -245,7 +247,7 @@ class PrivacyService:
         for _ in range(_ERASE_ROUNDS):
             for task in open_tasks:
                 try:
-                    await self.tasks.delete(user, task["_id"])
+                    await self.tasks.delete(user, task["_id"], erasing=True)
                 except NotFound:
                     continue  # deleted meanwhile, by the user or another request
                 erased += 1
@@ -254,7 +256,12 @@ class PrivacyService:
             if not open_tasks:
                 break
 
-        counts = {"tasks": erased, "remindersCancelled": cancelled}
+        memberships = await self.store.forget_memberships(user)
+        counts = {
+            "tasks": erased,
+            "remindersCancelled": cancelled,
+            "teamMemberships": memberships,
+        }
         await self.store.amend(
             record_id, {"completedAt": self.clock(), "counts": counts}
         )

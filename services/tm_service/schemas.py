@@ -196,6 +196,24 @@ class TaskUpdate(TaskCreate):
     version: Annotated[StrictInt, Field(ge=1, le=2**53)]
 
 
+ID_PATTERN = r"^[A-Za-z0-9._:@|-]{1,128}$"
+"""User and tenant ids: printable, no spaces, no slash."""
+
+MemberId = Annotated[StrictStr, StringConstraints(pattern=ID_PATTERN)]
+
+
+class OwnerTaskCreate(TaskCreate):
+    """A task an owner assigns to a member of their team."""
+
+    assignee_id: MemberId
+
+
+class OwnerTaskUpdate(TaskUpdate):
+    """A full replacement by the owner; a new `assigneeId` reassigns it."""
+
+    assignee_id: MemberId | None = None
+
+
 class TaskCompletion(_Input):
     completed: StrictBool = True
 
@@ -251,6 +269,10 @@ class TaskPublic(_Output):
     completed: bool
     completed_at: datetime | None
     reminder: ReminderPublic | None
+    assigned_by: str | None = None
+    """The team owner who assigned the task, who alone may change it."""
+    assigned_to: str | None = None
+    """The member holding an assigned task."""
     created_at: datetime
     updated_at: datetime
     version: int
@@ -311,6 +333,8 @@ def task_public(task: dict[str, Any]) -> TaskPublic:
         completed=bool(task.get("completed")),
         completed_at=_utc(task.get("completedAt")),
         reminder=reminder_public(task.get("reminder")),
+        assigned_by=task.get("assignedBy"),
+        assigned_to=task.get("userId") if task.get("assignedBy") else None,
         created_at=task["createdAt"].astimezone(UTC),
         updated_at=task["updatedAt"].astimezone(UTC),
         version=task["version"],

@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from tm_domain import analytics, reminders, search, storage, tasks
-from tm_domain.errors import Conflict, InvalidInput, NotFound, Problem
+from tm_domain.errors import Conflict, InvalidInput, NotAllowed, NotFound, Problem
 from tm_domain.events import Due, EventType, TaskEvent
 
 Change = tuple[dict[str, Any], EventType]
@@ -52,7 +52,15 @@ class TaskService:
         self.write_attempts = write_attempts
         self.view_limit = view_limit
 
-    async def create(self, user: storage.User, draft: tasks.TaskDraft) -> storage.Task:
+    async def create(
+        self,
+        user: storage.User,
+        draft: tasks.TaskDraft,
+        *,
+        assigned_by: str | None = None,
+    ) -> storage.Task:
+        """A new task of `user`'s; `assigned_by` names the team owner who
+        gave it, who alone may then change or delete it."""
         now = self.clock()
         tasks.validate(draft, now=now)
         fields = _fields(draft)
@@ -86,6 +94,8 @@ class TaskService:
             "outbox": [event.to_dict()],
             "outboxPending": True,
         }
+        if assigned_by is not None:
+            task["assignedBy"] = assigned_by
         await self.store.insert(task)
         self.after_write(task_id)
 
@@ -105,12 +115,21 @@ class TaskService:
         draft: tasks.TaskDraft,
         *,
         version: int,
+        as_owner: str | None = None,
+        reassign_to: str | None = None,
     ) -> storage.Task:
-        """Replace what the user may set, if the task is still at `version`."""
+        """Replace what the user may set, if the task is still at `version`.
+
+        `as_owner`: the team owner acting on a task they assigned, who may
+        hand it to another member (`reassign_to`).
+        """
         tasks.validate(draft, now=self.clock())
         fields = _fields(draft)
+        if reassign_to is not None:
+            fields["userId"] = reassign_to
 
         def change(current: storage.Task, now: datetime) -> Change:
+            _may_change(current, as_owner)
             reminder = reminders.plan(
                 draft.reminder,
                 task_date=fields["taskDate"],
@@ -152,10 +171,23 @@ class TaskService:
 
         return await self._write(user, task_id, change)
 
-    async def delete(self, user: storage.User, task_id: str) -> None:
-        """Delete softly: the task keeps its last event and vanishes from reads."""
+    async def delete(
+        self,
+        user: storage.User,
+        task_id: str,
+        *,
+        as_owner: str | None = None,
+        erasing: bool = False,
+    ) -> None:
+        """Delete softly: the task keeps its last event and vanishes from reads.
+
+        `erasing`: the user's personal data is being erased, which takes the
+        tasks a team owner assigned them too.
+        """
 
         def change(current: storage.Task, now: datetime) -> Change:
+            if not erasing:
+                _may_change(current, as_owner)
             previous = current.get("reminder")
             fields = {
                 "deletedAt": now,
@@ -277,6 +309,16 @@ class TaskService:
                 return written
 
         raise Conflict("the task kept changing while it was written; try again")
+
+
+def _may_change(task: Mapping[str, Any], as_owner: str | None) -> None:
+    """Refuse a change to an assigned task by anyone but its owner."""
+    owner = task.get("assignedBy")
+    if owner is not None and owner != as_owner:
+        raise NotAllowed(
+            f"this task was assigned by {owner}, who alone may change or delete "
+            "it; it can be completed"
+        )
 
 
 def _fields(draft: tasks.TaskDraft) -> dict[str, Any]:

@@ -77,6 +77,24 @@ def _whole_number(value: str, low: int, high: int) -> int | None:
     return None
 
 
+def month_of(month: str, year: str) -> task_rules.DateRange:
+    """The days of a month named by query parameters; InvalidInput if bad."""
+    month_number = _whole_number(month, 1, 12)
+    year_number = _whole_number(year, schemas.YEAR_MIN, schemas.YEAR_MAX)
+    if month_number is None or year_number is None:
+        problems = [
+            Problem(name, f"must be a whole number from {low} to {high}")
+            for name, number, low, high in (
+                ("month", month_number, 1, 12),
+                ("year", year_number, schemas.YEAR_MIN, schemas.YEAR_MAX),
+            )
+            if number is None
+        ]
+        raise InvalidInput(problems)
+
+    return task_rules.month(year_number, month_number)
+
+
 @router.post(
     "",
     status_code=201,
@@ -138,21 +156,7 @@ async def monthly_view(
     month: Annotated[str, Query(description="1 to 12")],
     year: Annotated[str, Query(description="YYYY")],
 ) -> Response:
-    month_number = _whole_number(month, 1, 12)
-    year_number = _whole_number(year, schemas.YEAR_MIN, schemas.YEAR_MAX)
-    if month_number is None or year_number is None:
-        problems = [
-            Problem(name, f"must be a whole number from {low} to {high}")
-            for name, number, low, high in (
-                ("month", month_number, 1, 12),
-                ("year", year_number, schemas.YEAR_MIN, schemas.YEAR_MAX),
-            )
-            if number is None
-        ]
-        raise InvalidInput(problems)
-
-    dates = task_rules.month(year_number, month_number)
-    return _tasks(request, await service.view(user, dates))
+    return _tasks(request, await service.view(user, month_of(month, year)))
 
 
 def _choice(name: str, value: str | None, kind: type[StrEnum]) -> Any:
