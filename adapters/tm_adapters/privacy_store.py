@@ -129,6 +129,16 @@ class MongoPrivacyStore:
             )
             return await cursor.to_list()
 
+    async def tenants_with_deletions(self) -> list[str]:
+        with unavailable_on_outage():
+            deleted = await self.tasks.distinct(
+                "tenantId", {"deletedAt": {"$ne": None}}
+            )
+            erased = await self.audit.distinct(
+                "tenantId", {"action": "DataErased", "purgedAt": None, "dryRun": False}
+            )
+        return sorted({str(t) for t in (*deleted, *erased)})
+
     def _naming(self, user: storage.User) -> dict[str, Any]:
         return {
             "tenantId": user.tenant_id,

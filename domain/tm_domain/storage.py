@@ -187,6 +187,10 @@ class PrivacyStore(Protocol):
         """The audit records about the user, oldest first."""
         ...
 
+    async def tenants_with_deletions(self) -> list[str]:
+        """The tenants with deleted tasks or erasures not yet purged."""
+        ...
+
     async def memberships_of(self, user: User) -> list[dict[str, Any]]:
         """The team memberships naming the user, as owner or as member."""
         ...

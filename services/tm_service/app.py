@@ -20,6 +20,7 @@ from tm_adapters.outbox import KafkaPublisher, OutboxRelay, Publisher, RelaySett
 from tm_adapters.privacy_store import MongoPrivacyStore
 from tm_adapters.task_store import MongoTaskStore
 from tm_adapters.team_store import MongoTeamStore
+from tm_adapters.tenant_store import MongoTenantStore
 from tm_domain import storage
 from tm_service import errors
 from tm_service.auth import TenantKeys
@@ -94,6 +95,7 @@ async def _start(
     team_store: storage.TeamStore | None,
 ) -> None:
     readiness: dict[str, Any] = {}
+    tenants: MongoTenantStore | None = None
 
     # The stores, and with them the indexes, before anything else. A task
     # store given without a privacy store leaves the privacy routes off.
@@ -104,6 +106,7 @@ async def _start(
         store = MongoTaskStore(db)
         privacy_store = privacy_store or MongoPrivacyStore(db)
         team_store = team_store or MongoTeamStore(db)
+        tenants = MongoTenantStore(db)
 
         async def mongodb() -> None:
             await client.admin.command("ping")
@@ -164,7 +167,10 @@ async def _start(
     app.state.privacy = None
     if privacy_store is not None:
         app.state.privacy = PrivacyService(
-            privacy_store, app.state.tasks, retention_days=settings.data_retention_days
+            privacy_store,
+            app.state.tasks,
+            retention_days=settings.data_retention_days,
+            tenants=tenants,
         )
         purge_job = PurgeJob(app.state.privacy, interval_s=settings.purge_interval_s)
         purge_job.start()

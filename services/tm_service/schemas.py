@@ -2,10 +2,10 @@
 
 Field names are camelCase, as in the design document. Input models refuse
 unknown fields, with one exception: the read-only fields a GET shows (`_id`,
-`createdAt`, `updatedAt`, `completed`, `completedAt`, `version` on create, and
-a reminder's `revision`, `status`, `sentAt`, `attempts`, `lastError`,
-`deliveries`) are accepted and ignored, so a client may send back the task it
-read with its edits. Completion changes through `PATCH .../complete` only.
+`createdAt`, `updatedAt`, `completed`, `completedAt`, `assignedBy`,
+`assignedTo`, `version` on create, and a reminder's `revision`, `status`,
+`sentAt`, `attempts`, `lastError`, `deliveries`) are accepted and ignored, so a
+client may send back the task it read with its edits. Completion changes through `PATCH .../complete` only.
 
 Types are strict: a number is not a string, `"true"` is not a boolean, and
 dates and instants are text in ISO 8601.
@@ -172,6 +172,8 @@ class TaskCreate(_Input):
     updated_at: Any = _ECHOED
     completed: Any = _ECHOED
     completed_at: Any = _ECHOED
+    assigned_by: Any = _ECHOED
+    assigned_to: Any = _ECHOED
 
     def to_draft(self) -> tasks.TaskDraft:
         return tasks.TaskDraft(
