@@ -31,6 +31,12 @@ class ConnectionSettings(BaseSettings):
     kafka_task_events_partitions: int = Field(default=6, ge=1, le=1000)
     """Partitions of the task events topic; the worker's replicas beyond this idle."""
 
+    streams_app_id: str = Field(
+        default="tm-streams", min_length=1, max_length=100, pattern=r"^[\w.-]+$"
+    )
+    """The worker's Faust application id, also its Kafka consumer group, whose
+    lag the service's status reports. Default: tm-streams."""
+
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Redis URL; `rediss://` for TLS, a password in the URL or in TM_REDIS_PASSWORD."""
 

@@ -5,7 +5,8 @@ unknown fields, with one exception: the read-only fields a GET shows (`_id`,
 `createdAt`, `updatedAt`, `completed`, `completedAt`, `assignedBy`,
 `assignedTo`, `version` on create, and a reminder's `revision`, `status`,
 `sentAt`, `attempts`, `lastError`, `deliveries`) are accepted and ignored, so a
-client may send back the task it read with its edits. Completion changes through `PATCH .../complete` only.
+client may send back the task it read with its edits. Completion changes
+through `PATCH .../complete` only.
 
 Types are strict: a number is not a string, `"true"` is not a boolean, and
 dates and instants are text in ISO 8601.

@@ -86,10 +86,6 @@ class StreamsSettings(ConnectionSettings):
     worker_id: str = Field(default_factory=_worker_id, min_length=1, max_length=200)
     """Who holds a claimed delivery's lease. Default: `<hostname>-<pid>`."""
 
-    streams_app_id: str = Field(
-        default="tm-streams", min_length=1, max_length=100, pattern=r"^[\w.-]+$"
-    )
-    """Faust application id, also the Kafka consumer group. Default: tm-streams."""
     streams_data_dir: Path = Field(default_factory=_data_dir)
     """Faust's data directory. Default: `tm-streams` in the system temp folder."""
     streams_web_host: str = "127.0.0.1"

@@ -10,9 +10,11 @@ import asyncio
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
+from tm_adapters.consumer_lag import consumer_lag
 from tm_domain import storage
 from tm_domain.errors import NotFound
 from tm_service import responses, schemas
@@ -234,7 +236,7 @@ async def status(admin: Admin, request: Request) -> Response:
     }
 
     # The worker's lag, seen from its effect: deliveries still scheduled well
-    # after they fell due. Kafka consumer offsets are not read here.
+    # after they fell due.
     service = service_of(request)
     now = service.clock()
     grace = timedelta(seconds=settings.status_overdue_grace_s)
@@ -249,6 +251,20 @@ async def status(admin: Admin, request: Request) -> Response:
         }
     except storage.StoreUnavailable:
         worker = {"overdueDeliveries": None, "detail": "MongoDB unavailable"}
+
+    # And from its input: the task events its consumer group has not read.
+    try:
+        lag = await consumer_lag(
+            settings, timeout_s=settings.readiness_timeout_ms / 1000
+        )
+        worker["consumerLag"] = {
+            "group": lag.group,
+            "topic": lag.topic,
+            "total": lag.total,
+            "partitions": {str(p): n for p, n in sorted(lag.partitions.items())},
+        }
+    except (TimeoutError, KafkaError) as exc:
+        worker["consumerLag"] = {"total": None, "detail": type(exc).__name__}
 
     return responses.ok(
         request,
