@@ -92,6 +92,9 @@ async def test_an_assigned_task_is_the_members_to_complete_and_the_owners_to_cha
         headers=mia,
     )
     delete = await client.delete(f"{VISITOR}/{task['_id']}", headers=mia)
+    # A fellow member cannot read it, nor complete it.
+    peek = await client.get(f"{VISITOR}/{task['_id']}", headers=ben)
+    meddle = await client.patch(f"{VISITOR}/{task['_id']}/complete", headers=ben)
     done = await _ok(
         await client.patch(f"{VISITOR}/{task['_id']}/complete", headers=mia)
     )
@@ -110,6 +113,7 @@ async def test_an_assigned_task_is_the_members_to_complete_and_the_owners_to_cha
     assert (task["assignedBy"], task["assignedTo"]) == ("olga", "mia")
     assert sorted(t["title"] for t in mine) == ["Mia's own", "Prepare the demo"]
     assert (edit.status_code, delete.status_code) == (403, 403)
+    assert (peek.status_code, meddle.status_code) == (404, 404)
     assert edit.json()["error"]["code"] == "FORBIDDEN"
     assert done["completed"] is True
     assert [t["_id"] for t in view["tasks"]] == [task["_id"]]
