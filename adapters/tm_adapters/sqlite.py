@@ -47,6 +47,7 @@ SCHEDULE = "reminder_schedule"
 CLAIMS = "reminder_claims"
 DELIVERIES = "reminder_deliveries"
 AUDIT = "privacy_audit"
+MEMBERSHIPS = "owner_team_members"
 
 SCHEMA_VERSION = 1
 
@@ -113,6 +114,15 @@ CREATE TABLE IF NOT EXISTS privacy_audit (
     document TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_by_user ON privacy_audit (tenant_id, user_id);
+
+CREATE TABLE IF NOT EXISTS owner_team_members (
+    tenant_id TEXT NOT NULL,
+    owner_id TEXT NOT NULL,
+    member_id TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, owner_id, member_id)
+);
+CREATE INDEX IF NOT EXISTS memberships_by_member
+    ON owner_team_members (tenant_id, member_id);
 """
 
 _TASK_ID = re.compile(r"[0-9a-fA-F]{24}")

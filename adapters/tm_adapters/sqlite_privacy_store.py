@@ -24,6 +24,7 @@ COLLECTIONS: dict[str, str] = {
     sqlite.TASKS: "tasks",
     sqlite.DELIVERIES: "reminderDeliveries",
     sqlite.AUDIT: "auditTrail",
+    sqlite.MEMBERSHIPS: "teamMemberships",
     sqlite.SCHEDULE: (
         "not exported: a copy of the due times of the scheduled deliveries in "
         "the tasks, by task id and channel, kept so that due reminders are "
@@ -108,6 +109,47 @@ class SqlitePrivacyStore:
             )
 
         return await self.db.read(select)
+
+    async def tenants_with_deletions(self) -> list[str]:
+        def select(connection: sqlite3.Connection) -> list[str]:
+            deleted = {
+                tenant
+                for (tenant,) in connection.execute(
+                    """SELECT DISTINCT tenant_id FROM visitor_time_tasks
+                       WHERE deleted_at IS NOT NULL"""
+                )
+            }
+            records = _decoded(connection.execute("SELECT document FROM privacy_audit"))
+            erased = {str(r.get("tenantId")) for r in records if _awaits_purge(r)}
+            return sorted(deleted | erased)
+
+        return await self.db.read(select)
+
+    async def memberships_of(self, user: storage.User) -> list[dict[str, Any]]:
+        def select(connection: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = connection.execute(
+                """SELECT tenant_id, owner_id, member_id FROM owner_team_members
+                   WHERE tenant_id = ? AND (owner_id = ? OR member_id = ?)
+                   ORDER BY owner_id, member_id""",
+                (user.tenant_id, user.user_id, user.user_id),
+            )
+            return [
+                {"tenantId": tenant, "ownerId": owner, "memberId": member}
+                for tenant, owner, member in rows
+            ]
+
+        return await self.db.read(select)
+
+    async def forget_memberships(self, user: storage.User) -> int:
+        def delete(connection: sqlite3.Connection) -> int:
+            removed = connection.execute(
+                """DELETE FROM owner_team_members
+                   WHERE tenant_id = ? AND (owner_id = ? OR member_id = ?)""",
+                (user.tenant_id, user.user_id, user.user_id),
+            )
+            return removed.rowcount
+
+        return await self.db.write(delete)
 
     async def record(self, entry: Mapping[str, Any]) -> None:
         document = dict(entry)

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tm_adapters import sqlite
-from tm_domain import storage
+from tm_domain import search, storage
 
 
 def _owned(document: Mapping[str, Any], user: storage.User) -> bool:
@@ -96,6 +96,76 @@ class SqliteTaskStore:
                 (user.tenant_id, user.user_id, first, last, limit),
             )
             return [sqlite.without(document, "outbox") for document in found]
+
+        return await self.db.read(select)
+
+    async def assigned_between(
+        self,
+        tenant_id: str,
+        owner_id: str,
+        first: str,
+        last: str,
+        *,
+        member: str | None,
+        limit: int,
+    ) -> list[storage.Task]:
+        def select(connection: sqlite3.Connection) -> list[storage.Task]:
+            found = sqlite.read_tasks(
+                connection,
+                """tenant_id = ? AND task_date BETWEEN ? AND ?
+                   AND deleted_at IS NULL ORDER BY sort_key, created_at, id""",
+                (tenant_id, first, last),
+            )
+            assigned = [
+                sqlite.without(document, "outbox")
+                for document in found
+                if document.get("assignedBy") == owner_id
+                and (member is None or document.get("userId") == member)
+            ]
+            return assigned[:limit]
+
+        return await self.db.read(select)
+
+    async def get_assigned(
+        self, tenant_id: str, owner_id: str, task_id: str
+    ) -> storage.Task | None:
+        found = await self.db.read(
+            lambda connection: sqlite.read_task(connection, task_id)
+        )
+        if (
+            found is None
+            or found.get("tenantId") != tenant_id
+            or found.get("assignedBy") != owner_id
+            or found.get("deletedAt") is not None
+        ):
+            return None
+
+        return sqlite.without(found, "outbox")
+
+    async def search(
+        self,
+        user: storage.User,
+        query: search.SearchQuery,
+        *,
+        after: search.Position | None,
+        limit: int,
+    ) -> list[storage.Task]:
+        # The domain's own predicate and order, over the user's tasks: a
+        # single-machine store holds few enough to read them all.
+        def select(connection: sqlite3.Connection) -> list[storage.Task]:
+            found = sqlite.read_tasks(
+                connection,
+                "tenant_id = ? AND user_id = ? AND deleted_at IS NULL",
+                (user.tenant_id, user.user_id),
+            )
+            selected = [
+                sqlite.without(document, "outbox")
+                for document in found
+                if search.matches(document, query)
+                and (after is None or search.comes_after(document, after))
+            ]
+            selected.sort(key=search.order_key)
+            return selected[:limit]
 
         return await self.db.read(select)
 

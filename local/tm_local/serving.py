@@ -32,6 +32,7 @@ from tm_adapters import providers, sqlite
 from tm_adapters.sqlite_privacy_store import SqlitePrivacyStore
 from tm_adapters.sqlite_reminder_store import SqliteReminderStore
 from tm_adapters.sqlite_task_store import SqliteTaskStore
+from tm_adapters.sqlite_team_store import SqliteTeamStore
 from tm_domain.delivery import ReminderEngine, Sender
 from tm_local import delivery
 from tm_local.settings import LocalSettings
@@ -196,6 +197,7 @@ async def serve(
             settings,
             store=SqliteTaskStore(db),
             privacy_store=SqlitePrivacyStore(db),
+            team_store=SqliteTeamStore(db),
             publisher=delivery.EngineFeed(engine),
             readiness={"sqlite": db.ping},
         )
