@@ -9,7 +9,7 @@ the background. Kafka and Redis are not needed to start: while they are down
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import redis.asyncio as redis
@@ -44,11 +44,13 @@ def create_app(
     privacy_store: storage.PrivacyStore | None = None,
     team_store: storage.TeamStore | None = None,
     tenant_keys: TenantKeys | None = None,
+    readiness: Mapping[str, health.Check] | None = None,
 ) -> FastAPI:
     """The API; `store`, `privacy_store`, `team_store` and `publisher`
     replace MongoDB and Kafka when given. `tenant_keys` checks the API keys
     of administrators' routes; without it every API key is refused and only
-    admin tokens work."""
+    admin tokens work. `readiness` replaces the checks of MongoDB, Redis and
+    Kafka that `/readyz` runs, for a process that uses none of them."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -62,6 +64,8 @@ def create_app(
                 privacy_store=privacy_store,
                 team_store=team_store,
             )
+            if readiness is not None:
+                app.state.readiness = dict(readiness)
             yield
 
     app = FastAPI(
