@@ -25,11 +25,13 @@ def kafka_ssl_context(settings: ConnectionSettings) -> ssl.SSLContext | None:
     if not settings.kafka_security_protocol.endswith("SSL"):
         return None
 
-    return create_ssl_context(
+    context: ssl.SSLContext = create_ssl_context(
         cafile=settings.kafka_ssl_ca_file,
         certfile=settings.kafka_ssl_cert_file,
         keyfile=settings.kafka_ssl_key_file,
     )
+
+    return context
 
 
 def kafka_options(settings: ConnectionSettings) -> dict[str, Any]:
@@ -39,14 +41,21 @@ def kafka_options(settings: ConnectionSettings) -> dict[str, Any]:
         "ssl_context": kafka_ssl_context(settings),
     }
     if settings.kafka_security_protocol.startswith("SASL_"):
-        password = settings.kafka_sasl_password
         options |= {
             "sasl_mechanism": settings.kafka_sasl_mechanism,
             "sasl_plain_username": settings.kafka_sasl_username,
-            "sasl_plain_password": password and password.get_secret_value(),
+            "sasl_plain_password": kafka_sasl_password(settings),
         }
 
     return options
+
+
+def kafka_sasl_password(settings: ConnectionSettings) -> str | None:
+    """TM_KAFKA_SASL_PASSWORD in clear, for the Kafka clients."""
+    if settings.kafka_sasl_password is None:
+        return None
+
+    return settings.kafka_sasl_password.get_secret_value()
 
 
 def redis_password(settings: ConnectionSettings) -> str | None:

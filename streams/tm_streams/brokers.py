@@ -20,12 +20,11 @@ def credentials(settings: StreamsSettings) -> CredentialsT | None:
     context = connections.kafka_ssl_context(settings)
 
     if protocol.startswith("SASL_"):
-        password = settings.kafka_sasl_password
         # NB: Faust derives SASL_SSL from a TLS context being given, and
         # SASL_PLAINTEXT from none, which is what the protocol says.
         return faust.SASLCredentials(
             username=settings.kafka_sasl_username,
-            password=password and password.get_secret_value(),
+            password=connections.kafka_sasl_password(settings),
             ssl_context=context,
             mechanism=settings.kafka_sasl_mechanism,
         )

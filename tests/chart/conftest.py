@@ -59,11 +59,12 @@ def kube() -> Iterator[Kube]:
         pytest.fail(f"KUBECONFIG names no kubeconfig: {START_KUBE}", pytrace=False)
     client = Kube(Path(config))
     try:
-        client.request("GET", "/readyz")
-    except Exception as exc:
-        pytest.fail(
-            f"the API server does not answer ({exc}): {START_KUBE}", pytrace=False
-        )
+        ready = client.http.get("/readyz").status_code == 200
+    except OSError:
+        ready = False
+    if not ready:
+        client.close()
+        pytest.fail(f"the API server is not ready: {START_KUBE}", pytrace=False)
 
     yield client
 

@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,8 +56,10 @@ class Helm:
         if kubeconfig:
             self.env["KUBECONFIG"] = kubeconfig
 
-    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """helm with `args`; HelmFailed on a non-zero exit."""
+    def run(
+        self, *args: str, timeout: float = 120, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """helm with `args`; HelmFailed on a non-zero exit, if `check`."""
         done = subprocess.run(
             [str(self.binary), *args],
             capture_output=True,
@@ -65,7 +68,7 @@ class Helm:
             timeout=timeout,
             check=False,
         )
-        if done.returncode != 0:
+        if check and done.returncode != 0:
             raise HelmFailed(list(args), done.stderr)
 
         return done
@@ -112,3 +115,52 @@ def secret_data(secret: Manifest) -> dict[str, str]:
         key: base64.b64decode(value).decode()
         for key, value in (secret.get("data") or {}).items()
     }
+
+
+class Discovery:
+    """Where each kind lives on the API server, as its discovery says."""
+
+    def __init__(self, http: httpx.Client) -> None:
+        self.http = http
+        self._resources: dict[tuple[str, str], tuple[str, bool]] = {}
+
+    def path(self, manifest: Manifest, *, named: bool = False) -> str:
+        """The collection path of the object's kind, or the object's own path."""
+        key = (manifest["apiVersion"], manifest["kind"])
+        if key not in self._resources:
+            self._load(manifest["apiVersion"])
+        plural, namespaced = self._resources[key]
+        api = manifest["apiVersion"]
+        prefix = f"/api/{api}" if "/" not in api else f"/apis/{api}"
+        meta = manifest["metadata"]
+        parts = [prefix]
+        if namespaced:
+            parts.append(f"namespaces/{meta['namespace']}")
+        parts.append(plural)
+        if named:
+            parts.append(meta["name"])
+
+        return "/".join(parts)
+
+    def _load(self, api_version: str) -> None:
+        prefix = (
+            f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        )
+        answer = self.http.get(prefix)
+        answer.raise_for_status()
+        for resource in answer.json()["resources"]:
+            if "/" not in resource["name"]:
+                self._resources[(api_version, resource["kind"])] = (
+                    resource["name"],
+                    resource["namespaced"],
+                )
+
+
+def warnings_of(response: httpx.Response) -> list[str]:
+    """The API server's warnings on a response: `299 - "text"` headers."""
+    found = []
+    for header in response.headers.get_list("warning"):
+        _code, _agent, text = header.split(" ", 2)
+        found.append(text.strip('"'))
+
+    return found
