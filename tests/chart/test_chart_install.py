@@ -11,6 +11,8 @@ what is shown is that the cluster accepts the chart, not that it works.
 from __future__ import annotations
 
 import functools
+import re
+import shlex
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,7 @@ from tests.support.charts import (
     CHART,
     CRD_CHART,
     PRODUCTION_VALUES,
+    ROOT,
     Discovery,
     Helm,
     Manifest,
@@ -350,3 +353,44 @@ def test_upgrading_and_uninstalling_keep_the_crds_and_every_resource(
     with pytest.raises(KubeError) as gone:
         kube.get("ServiceAccount", "tm-time-manager-operator", namespace)
     assert gone.value.status == 404
+
+
+# ---------------------------------------------------------------- README
+
+
+def test_the_readme_helm_commands_install_the_platform(
+    helm: Helm,
+    kube: Kube,
+    restricted_namespace: str,
+    releases: list[tuple[str, str]],
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Deploy to Kubernetes\n", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert block is not None
+    commands = [
+        shlex.split(line) for line in block[1].splitlines() if line.startswith("helm ")
+    ]
+
+    # As written, on a fresh cluster of one's own; here the namespace is the
+    # test's and the CRDs, which exist already, are taken over.
+    for command in commands:
+        args = [restricted_namespace if a == "time-manager" else a for a in command]
+        if "--namespace" not in args:
+            args += ["--namespace", restricted_namespace]
+        if "charts/time-manager-crds" in args:
+            args += ["--take-ownership", "--force-conflicts"]
+        done = helm.run(*args[1:], cwd=ROOT)
+        releases.append((args[2], restricted_namespace))
+        assert "Warning" not in done.stderr, done.stderr
+
+    assert [command[:3] for command in commands] == [
+        ["helm", "install", "tm-crds"],
+        ["helm", "install", "tm"],
+    ]
+    service = kube.request(
+        "GET",
+        f"/api/v1/namespaces/{restricted_namespace}/services/tm-time-manager-service",
+    )
+    forward = next(line for line in block[1].splitlines() if "port-forward" in line)
+    assert forward.endswith(f"5500:{service['spec']['ports'][0]['port']}")

@@ -57,7 +57,11 @@ class Helm:
             self.env["KUBECONFIG"] = kubeconfig
 
     def run(
-        self, *args: str, timeout: float = 120, check: bool = True
+        self,
+        *args: str,
+        timeout: float = 120,
+        check: bool = True,
+        cwd: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """helm with `args`; HelmFailed on a non-zero exit, if `check`."""
         done = subprocess.run(
@@ -65,6 +69,7 @@ class Helm:
             capture_output=True,
             text=True,
             env=self.env,
+            cwd=cwd,
             timeout=timeout,
             check=False,
         )
