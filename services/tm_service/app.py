@@ -19,16 +19,21 @@ from tm_adapters import connections, mongo
 from tm_adapters.outbox import KafkaPublisher, OutboxRelay, Publisher, RelaySettings
 from tm_adapters.privacy_store import MongoPrivacyStore
 from tm_adapters.task_store import MongoTaskStore
+from tm_adapters.team_store import MongoTeamStore
+from tm_adapters.tenant_store import MongoTenantStore
 from tm_domain import storage
 from tm_service import errors
 from tm_service.auth import TenantKeys
 from tm_service.middleware import RequestContext
 from tm_service.privacy import PrivacyService, PurgeJob
 from tm_service.routes import admin, health
+from tm_service.routes import analytics as analytics_routes
+from tm_service.routes import owner as owner_routes
 from tm_service.routes import privacy as privacy_routes
 from tm_service.routes import tasks as task_routes
 from tm_service.settings import ServiceSettings
 from tm_service.tasks import TaskService
+from tm_service.teams import TeamService
 
 
 def create_app(
@@ -37,11 +42,13 @@ def create_app(
     store: storage.TaskStore | None = None,
     publisher: Publisher | None = None,
     privacy_store: storage.PrivacyStore | None = None,
+    team_store: storage.TeamStore | None = None,
     tenant_keys: TenantKeys | None = None,
 ) -> FastAPI:
-    """The API; `store`, `privacy_store` and `publisher` replace MongoDB and
-    Kafka when given. `tenant_keys` checks the API keys of administrators'
-    routes; without it every API key is refused and only admin tokens work."""
+    """The API; `store`, `privacy_store`, `team_store` and `publisher`
+    replace MongoDB and Kafka when given. `tenant_keys` checks the API keys
+    of administrators' routes; without it every API key is refused and only
+    admin tokens work."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,6 +60,7 @@ def create_app(
                 store=store,
                 publisher=publisher,
                 privacy_store=privacy_store,
+                team_store=team_store,
             )
             yield
 
@@ -67,6 +75,8 @@ def create_app(
     errors.install(app)
     app.include_router(health.router)
     app.include_router(task_routes.router)
+    app.include_router(analytics_routes.router)
+    app.include_router(owner_routes.router)
     app.include_router(privacy_routes.router)
     app.include_router(admin.router)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
@@ -82,8 +92,10 @@ async def _start(
     store: storage.TaskStore | None,
     publisher: Publisher | None,
     privacy_store: storage.PrivacyStore | None,
+    team_store: storage.TeamStore | None,
 ) -> None:
     readiness: dict[str, Any] = {}
+    tenants: MongoTenantStore | None = None
 
     # The stores, and with them the indexes, before anything else. A task
     # store given without a privacy store leaves the privacy routes off.
@@ -93,6 +105,8 @@ async def _start(
         db = mongo.database(client, settings)
         store = MongoTaskStore(db)
         privacy_store = privacy_store or MongoPrivacyStore(db)
+        team_store = team_store or MongoTeamStore(db)
+        tenants = MongoTenantStore(db)
 
         async def mongodb() -> None:
             await client.admin.command("ping")
@@ -101,6 +115,8 @@ async def _start(
     await store.prepare()
     if privacy_store is not None:
         await privacy_store.prepare()
+    if team_store is not None:
+        await team_store.prepare()
 
     # Redis connects lazily, so a server that is down only shows in /readyz.
     redis_client = redis.Redis.from_url(
@@ -146,10 +162,16 @@ async def _start(
     app.state.tasks = TaskService(
         store, after_write=relay.poke, view_limit=settings.view_max_tasks
     )
+    app.state.teams = (
+        None if team_store is None else TeamService(team_store, app.state.tasks)
+    )
     app.state.privacy = None
     if privacy_store is not None:
         app.state.privacy = PrivacyService(
-            privacy_store, app.state.tasks, retention_days=settings.data_retention_days
+            privacy_store,
+            app.state.tasks,
+            retention_days=settings.data_retention_days,
+            tenants=tenants,
         )
         purge_job = PurgeJob(app.state.privacy, interval_s=settings.purge_interval_s)
         purge_job.start()

@@ -50,12 +50,13 @@ async def test_start_up_creates_the_indexes_and_starting_twice_is_fine(
         ("reminder.sentAt", 1),
     ) in keys
     assert (("outboxPending", 1),) in keys
+    assert (("tenantId", 1), ("assignedBy", 1), ("taskDate", 1)) in keys
     for channel in ("sms", "email"):
         assert (
             (f"reminder.deliveries.{channel}.state", 1),
             (f"reminder.deliveries.{channel}.dueAt", 1),
         ) in keys
-    assert len(info) == 11  # the ten above and _id
+    assert len(info) == 12  # the eleven above and _id
 
 
 async def _store(settings: ServiceSettings) -> tuple[Any, MongoTaskStore]:

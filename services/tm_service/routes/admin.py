@@ -101,7 +101,7 @@ async def purge(
         {
             **purged.to_dict(),
             "dryRun": dry_run,
-            "retentionDays": service.retention_days,
+            "retentionDays": await service.retention_of(admin.tenant_id),
         },
     )
 
@@ -188,12 +188,26 @@ async def _tenant(request: Request, tenant_id: str) -> dict[str, Any]:
         }
     )
 
+    registered = (
+        None if service.tenants is None else await service.tenants.get(tenant_id)
+    )
     return {
         **counts,
-        "retentionDays": service.retention_days,
+        "retentionDays": await service.retention_of(tenant_id),
+        "registration": None
+        if registered is None
+        else {
+            "displayName": registered.display_name,
+            "active": registered.active,
+            "quotas": {
+                "apiCallsPerMinute": registered.quotas.api_calls_per_minute,
+                "tasksPerHour": registered.quotas.tasks_per_hour,
+                "tasksPerDay": registered.quotas.tasks_per_day,
+            },
+        },
         "source": (
-            "the time service's store: users and tasks it holds; tenants are "
-            "defined by the operator, which this API does not read"
+            "users and tasks from the time service's store; the registration "
+            "(null for a tenant without a TimeServiceTenant) from the operator's"
         ),
     }
 
