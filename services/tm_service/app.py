@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio as redis
 from fastapi import FastAPI
 
-from tm_adapters import mongo
+from tm_adapters import connections, mongo
 from tm_adapters.outbox import KafkaPublisher, OutboxRelay, Publisher, RelaySettings
 from tm_adapters.privacy_store import MongoPrivacyStore
 from tm_adapters.task_store import MongoTaskStore
@@ -125,6 +125,7 @@ async def _start(
     # Redis connects lazily, so a server that is down only shows in /readyz.
     redis_client = redis.Redis.from_url(
         settings.redis_url,
+        password=connections.redis_password(settings),
         socket_connect_timeout=settings.readiness_timeout_ms / 1000,
         socket_timeout=settings.readiness_timeout_ms / 1000,
     )
