@@ -275,7 +275,13 @@ async def test_an_owners_reads_see_only_what_they_assigned(backend: Backend) -> 
         tenantId="tenant-2",
         taskDate="2030-01-15",
     )
-    to_ben = _task(backend, userId="ben", assignedBy=owner, taskDate="2030-01-16")
+    to_ben = _task(
+        backend,
+        userId="ben",
+        assignedBy=owner,
+        taskDate="2030-01-16",
+        sortKey="2030-01-16|0|--:--",
+    )
     by_oscar = _task(backend, userId="ben", assignedBy=other_owner)
     own = _task(backend, userId="mia", taskDate="2030-01-15")
     gone = _task(backend, userId="mia", assignedBy=owner, deletedAt=NOW)
