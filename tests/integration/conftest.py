@@ -110,6 +110,7 @@ def settings(servers: ConnectionSettings, unique: str) -> ServiceSettings:
         kafka_bootstrap=servers.kafka_bootstrap,
         kafka_task_events_topic=f"tm-test-events-{unique}",
         redis_url=servers.redis_url,
+        redis_key_prefix=f"tm-test-{unique}:",
         jwt_secret=SECRET,
         outbox_relay_interval_ms=100,
         readiness_timeout_ms=2000,

@@ -128,6 +128,14 @@ class Platform:
             "TM_KAFKA_TASK_EVENTS_TOPIC": f"tm-e2e-{unique}",
             "TM_KAFKA_TASK_EVENTS_PARTITIONS": "3",
             "TM_REDIS_URL": servers.redis_url,
+            "TM_REDIS_KEY_PREFIX": f"tm-e2e-{unique}:",
+            # The tests poll and create faster than people do; the limits
+            # have tests of their own.
+            "TM_RATE_LIMIT_USER_PER_MINUTE": "100000",
+            "TM_RATE_LIMIT_IP_PER_MINUTE": "100000",
+            "TM_RATE_LIMIT_IP_BURST": "100000",
+            "TM_RATE_LIMIT_TASKS_PER_HOUR": "1000000",
+            "TM_RATE_LIMIT_TASKS_PER_DAY": "1000000",
             "TM_JWT_SECRET": SECRET,
             "TM_SERVICE_PORT": str(self.port),
             "TM_TWILIO_ACCOUNT_SID": TWILIO_ACCOUNT_SID,
