@@ -24,11 +24,11 @@ a key runs.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from pydantic import TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -150,8 +150,12 @@ async def _one(
 
 def fingerprint(body: schemas.BatchRequest) -> str:
     """The body's digest, the same however its keys were ordered."""
-    canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(canonical).hexdigest()
+    # NB: the standard library's encoder, which takes integers of any size
+    # (orjson stops at 64 bits, and the operations are not validated yet).
+    canonical = json.dumps(
+        body.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 async def once(

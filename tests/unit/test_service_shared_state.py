@@ -175,3 +175,28 @@ async def test_cors_answers_only_the_configured_origins(
 def test_an_origin_that_is_not_one_is_refused() -> None:
     with pytest.raises(ValueError, match="not an origin"):
         settings(cors_origins="app.example.com")
+
+
+async def test_a_keyed_batch_with_numbers_beyond_64_bits_fails_only_its_operation() -> (
+    None
+):
+    app = create_app(
+        settings(),
+        store=MemoryTaskStore(),
+        publisher=RecordingPublisher(),
+        shared=memory_shared(),
+    )
+    huge = {**body(), "version": 2**70}
+    batch = {"operations": [{"op": "update", "id": "abc", "task": huge}]}
+
+    async with serve(app) as http:
+        answer = await http.post(
+            f"{TASKS}/batch",
+            json=batch,
+            headers={**bearer(), "Idempotency-Key": "big-1"},
+        )
+
+    assert answer.status_code == 200
+    [result] = answer.json()["data"]["results"]
+    assert result["status"] == 400
+    assert result["error"]["details"][0]["field"] == "task.version"
