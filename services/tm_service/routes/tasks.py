@@ -32,7 +32,8 @@ _REFUSED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _service(request: Request) -> TaskService:
+async def _service(request: Request) -> TaskService:
+    # NB: async, so FastAPI calls it in the loop instead of a worker thread.
     service: TaskService = request.app.state.tasks
     return service
 
