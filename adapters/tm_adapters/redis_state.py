@@ -124,6 +124,10 @@ class RedisLink:
         await self.client.aclose()
 
 
+def _bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -186,7 +190,7 @@ class RedisViewCache:
         body, stamp = await self.link.call(lambda client: client.mget(keys))
 
         return caching.Cached(
-            body=None if body is None else bytes(body),
+            body=None if body is None else _bytes(body),
             stamp=None if stamp is None else _text(stamp),
         )
 
@@ -194,7 +198,7 @@ class RedisViewCache:
         self, key: str, body: bytes, *, stamp: str | None, ttl_s: int
     ) -> bool:
         keys = self._keys(key)
-        args = [body, stamp or "", ttl_s]
+        args: list[bytes | str | int] = [body, stamp or "", ttl_s]
         kept = await self.link.call(
             lambda client: self._fill(keys=keys, args=args, client=client)
         )

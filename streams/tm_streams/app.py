@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import faust
 import faust.web
@@ -29,7 +29,7 @@ from tm_adapters.reminder_store import MongoReminderStore
 from tm_domain.delivery import Outcome, ReminderEngine, Result, Sender
 from tm_domain.events import TaskEvent
 from tm_streams import routing
-from tm_streams.metrics import Metrics, consumer_lag
+from tm_streams.metrics import Consumer, Metrics, consumer_lag
 from tm_streams.settings import StreamsSettings
 
 log = structlog.get_logger(__name__)
@@ -233,10 +233,10 @@ def create_app(
             content_type="text/plain; version=0.0.4",
         )
 
-    @app.timer(interval=settings.lag_interval_s)
+    @app.timer(interval=settings.lag_interval_s)  # type: ignore[untyped-decorator]
     async def read_lag() -> None:
         try:
-            metrics.set_lag(await consumer_lag(app.consumer))
+            metrics.set_lag(await consumer_lag(cast(Consumer, app.consumer)))
         except Exception:
             # The gauge keeps its last values; the next turn tries again.
             log.debug("consumer lag not read", exc_info=True)
