@@ -13,17 +13,16 @@ the platform ran, so a new collection cannot go unexported unnoticed.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure, ExecutionTimeout
 
-from tm_adapters import mongo, reminder_store, task_store, tenant_store
+from tm_adapters import mongo, reminder_store, task_store, team_store, tenant_store
+from tm_adapters.task_store import unavailable_on_outage
 from tm_domain import storage
 
 AUDIT = "privacy_audit"
@@ -32,6 +31,7 @@ COLLECTIONS: dict[str, str] = {
     task_store.COLLECTION: "tasks",
     reminder_store.DELIVERIES: "reminderDeliveries",
     AUDIT: "auditTrail",
+    team_store.COLLECTION: "teamMemberships",
     mongo.LOCKS_COLLECTION: (
         "not exported: a lock holds a task id and a lease of a few seconds "
         "while one write is under way, and nothing about the person"
@@ -51,14 +51,6 @@ COLLECTIONS: dict[str, str] = {
 # Fields of the machinery, not of the person: the outbox of unpublished
 # events (a copy of ids and due times) and the write counter.
 _INTERNAL = {"outbox": False, "outboxPending": False, "writeSeq": False}
-
-
-@contextlib.contextmanager
-def _unavailable_on_outage() -> Iterator[None]:
-    try:
-        yield
-    except (ConnectionFailure, ExecutionTimeout) as exc:
-        raise storage.StoreUnavailable(f"MongoDB: {type(exc).__name__}") from exc
 
 
 def _owned(user: storage.User) -> dict[str, str]:
@@ -83,6 +75,7 @@ class MongoPrivacyStore:
         self.tasks = db[task_store.COLLECTION]
         self.deliveries = db[reminder_store.DELIVERIES]
         self.audit = db[AUDIT]
+        self.memberships = db[team_store.COLLECTION]
         self._locks = locks
 
     async def prepare(self) -> None:
@@ -93,7 +86,7 @@ class MongoPrivacyStore:
             (self.audit, [("tenantId", ASCENDING), ("userId", ASCENDING)]),
             (self.audit, [("action", ASCENDING), ("purgeAfter", ASCENDING)]),
         ]
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             for collection, keys in wanted:
                 found = await collection.index_information()
                 existing = {tuple(index["key"]) for index in found.values()}
@@ -112,7 +105,7 @@ class MongoPrivacyStore:
         query: dict[str, Any] = _owned(user)
         if not deleted:
             query["deletedAt"] = None
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             cursor = self.tasks.find(query, projection=_INTERNAL).sort(
                 [("createdAt", ASCENDING), ("_id", ASCENDING)]
             )
@@ -121,7 +114,7 @@ class MongoPrivacyStore:
         return [_with_text_id(doc) for doc in docs]
 
     async def deliveries_of(self, user: storage.User) -> list[dict[str, Any]]:
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             cursor = self.deliveries.find(_owned(user)).sort(
                 [("at", ASCENDING), ("_id", ASCENDING)]
             )
@@ -130,18 +123,46 @@ class MongoPrivacyStore:
         return [_with_text_id(doc) for doc in docs]
 
     async def audit_of(self, user: storage.User) -> list[dict[str, Any]]:
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             cursor = self.audit.find(_owned(user)).sort(
                 [("at", ASCENDING), ("_id", ASCENDING)]
             )
             return await cursor.to_list()
 
+    async def tenants_with_deletions(self) -> list[str]:
+        with unavailable_on_outage():
+            deleted = await self.tasks.distinct(
+                "tenantId", {"deletedAt": {"$ne": None}}
+            )
+            erased = await self.audit.distinct(
+                "tenantId", {"action": "DataErased", "purgedAt": None, "dryRun": False}
+            )
+        return sorted({str(t) for t in (*deleted, *erased)})
+
+    def _naming(self, user: storage.User) -> dict[str, Any]:
+        return {
+            "tenantId": user.tenant_id,
+            "$or": [{"ownerId": user.user_id}, {"memberId": user.user_id}],
+        }
+
+    async def memberships_of(self, user: storage.User) -> list[dict[str, Any]]:
+        with unavailable_on_outage():
+            cursor = self.memberships.find(self._naming(user), {"_id": False}).sort(
+                [("ownerId", ASCENDING), ("memberId", ASCENDING)]
+            )
+            return await cursor.to_list()
+
+    async def forget_memberships(self, user: storage.User) -> int:
+        with unavailable_on_outage():
+            done = await self.memberships.delete_many(self._naming(user))
+        return done.deleted_count
+
     async def record(self, entry: Mapping[str, Any]) -> None:
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             await self.audit.insert_one(dict(entry))
 
     async def amend(self, record_id: str, fields: Mapping[str, Any]) -> None:
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             await self.audit.update_one({"_id": record_id}, {"$set": dict(fields)})
 
     async def expired(
@@ -151,7 +172,7 @@ class MongoPrivacyStore:
         if tenant_id is not None:
             query["tenantId"] = tenant_id
         fields = {"tenantId": True, "userId": True, "deletedAt": True}
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             cursor = self.tasks.find(query, projection=fields).sort("_id", ASCENDING)
             docs = await cursor.limit(limit).to_list()
 
@@ -160,7 +181,7 @@ class MongoPrivacyStore:
     async def remove(self, task_id: str, *, before: datetime) -> storage.Removed:
         key: Any = ObjectId(task_id) if ObjectId.is_valid(task_id) else task_id
         locks = await self._lock_kind()
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             # Under the task's lock, so no writer sees half a purge; checked
             # again, as the task may have been purged by another replica.
             async with locks.hold(str(key)):
@@ -186,11 +207,11 @@ class MongoPrivacyStore:
         }
         if tenant_id is not None:
             query["tenantId"] = tenant_id
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             return await self.audit.find(query).to_list()
 
     async def remove_deliveries(self, user: storage.User, *, before: datetime) -> int:
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             result = await self.deliveries.delete_many(
                 {**_owned(user), "at": {"$lte": before}}
             )
@@ -217,7 +238,7 @@ class MongoPrivacyStore:
             "reminder.revision": True,
             "reminder.deliveries": True,
         }
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             cursor = self.tasks.find(query, projection=fields).sort(
                 [("reminder.sendAt", ASCENDING), ("_id", ASCENDING)]
             )
@@ -228,7 +249,7 @@ class MongoPrivacyStore:
     async def task_owner(self, tenant_id: str, task_id: str) -> storage.User | None:
         if not ObjectId.is_valid(task_id):
             return None
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             doc = await self.tasks.find_one(
                 {"_id": ObjectId(task_id)},
                 {"tenantId": True, "userId": True, "deletedAt": True},
@@ -242,7 +263,7 @@ class MongoPrivacyStore:
         # NB: FerretDB's $group computes only its first accumulator, so each
         # figure is its own small query instead of one aggregation.
         query: dict[str, Any] = {} if tenant_id is None else {"tenantId": tenant_id}
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             tenants = sorted(await self.tasks.distinct("tenantId", query))
             counts = []
             for tenant in tenants:
@@ -271,7 +292,7 @@ class MongoPrivacyStore:
     async def overdue(self, *, before: datetime) -> tuple[int, datetime | None]:
         count = 0
         earliest: datetime | None = None
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             for channel in reminder_store.CHANNELS:
                 path = f"reminder.deliveries.{channel}"
                 query = {

@@ -206,6 +206,7 @@ class MongoReminderStore:
                 body=body,
                 tenant_id=str(doc["tenantId"]),
                 task_id=due.task_id,
+                due_at=_utc(reminder["sendAt"]),
             ),
             claimed_at=now,
             token=token,

@@ -9,6 +9,7 @@ both give without transactions.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from pymongo.errors import ConnectionFailure, ExecutionTimeout
 
 from tm_adapters import mongo
 from tm_domain import storage
+from tm_domain.search import Position, SearchQuery
 
 COLLECTION = "visitor_time_tasks"
 
@@ -43,6 +45,10 @@ INDEXES = [
     _per_user(("completed", ASCENDING), ("taskDate", ASCENDING)),
     _per_user(("taskDate", ASCENDING), ("scopeTag", ASCENDING)),
     _per_user(("sortKey", ASCENDING)),
+    # An owner's views of the tasks they assigned to their team.
+    IndexModel(
+        [("tenantId", ASCENDING), ("assignedBy", ASCENDING), ("taskDate", ASCENDING)]
+    ),
     IndexModel([("tenantId", ASCENDING), ("createdAt", DESCENDING)]),
     # The reminder worker serves every tenant from one process, so its
     # indexes are not led by the tenant: each query it makes reads across
@@ -72,7 +78,7 @@ INDEXES = [
 
 
 @contextlib.contextmanager
-def _unavailable_on_outage() -> Iterator[None]:
+def unavailable_on_outage() -> Iterator[None]:
     try:
         yield
     except (ConnectionFailure, ExecutionTimeout) as exc:
@@ -110,7 +116,7 @@ class MongoTaskStore:
         # NB: FerretDB 1.24 panics, and drops the connection, on a
         # createIndexes that names several indexes some of which exist; so
         # only the missing ones are created, one at a time.
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             found = await self.collection.index_information()
             existing = {_index_key(index["key"]) for index in found.values()}
             for index in INDEXES:
@@ -128,7 +134,7 @@ class MongoTaskStore:
 
     async def insert(self, task: Mapping[str, Any]) -> None:
         doc = {**task, "_id": ObjectId(task["_id"])}
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             await self.collection.insert_one(doc)
 
     async def get(self, user: storage.User, task_id: str) -> storage.Task | None:
@@ -137,7 +143,7 @@ class MongoTaskStore:
             return None
         # NB: by `_id` alone, then checked here: FerretDB 1.24 looks up a
         # bare `_id` filter by key but scans the collection for any other.
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             doc = await self.collection.find_one({"_id": oid})
         if doc is None or not mongo.matches(doc, self._visible(user)):
             return None
@@ -156,7 +162,7 @@ class MongoTaskStore:
         oid = _object_id(task_id)
         if oid is None:
             return None
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             doc = await mongo.update_where(
                 self.collection,
                 oid,
@@ -184,7 +190,7 @@ class MongoTaskStore:
             "taskDate": {"$gte": first, "$lte": last},
             "deletedAt": None,
         }
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             cursor = (
                 self.collection.find(query, projection=_WITHOUT_OUTBOX)
                 .sort([("sortKey", ASCENDING), ("createdAt", ASCENDING)])
@@ -194,8 +200,102 @@ class MongoTaskStore:
 
         return [_task(doc) for doc in docs]
 
+    async def assigned_between(
+        self,
+        tenant_id: str,
+        owner_id: str,
+        first: str,
+        last: str,
+        *,
+        member: str | None,
+        limit: int,
+    ) -> list[storage.Task]:
+        query: dict[str, Any] = {
+            "tenantId": tenant_id,
+            "assignedBy": owner_id,
+            "taskDate": {"$gte": first, "$lte": last},
+            "deletedAt": None,
+        }
+        if member is not None:
+            query["userId"] = member
+        with unavailable_on_outage():
+            cursor = (
+                self.collection.find(query, projection=_WITHOUT_OUTBOX)
+                .sort([("sortKey", ASCENDING), ("createdAt", ASCENDING)])
+                .limit(limit)
+            )
+            docs = await cursor.to_list()
+
+        return [_task(doc) for doc in docs]
+
+    async def get_assigned(
+        self, tenant_id: str, owner_id: str, task_id: str
+    ) -> storage.Task | None:
+        oid = _object_id(task_id)
+        if oid is None:
+            return None
+        with unavailable_on_outage():
+            doc = await self.collection.find_one({"_id": oid})
+        assigned = {"tenantId": tenant_id, "assignedBy": owner_id, "deletedAt": None}
+        if doc is None or not mongo.matches(doc, assigned):
+            return None
+
+        return _task(doc)
+
+    async def search(
+        self,
+        user: storage.User,
+        query: SearchQuery,
+        *,
+        after: Position | None,
+        limit: int,
+    ) -> list[storage.Task]:
+        conditions: list[dict[str, Any]] = [{**self._owned(user), "deletedAt": None}]
+        if query.text is not None:
+            pattern = {"$regex": re.escape(query.text), "$options": "i"}
+            conditions.append({"$or": [{"title": pattern}, {"notes": pattern}]})
+        if query.tags:
+            conditions.append({"tags": {"$all": list(query.tags)}})
+        for field, value in (
+            ("category", query.category),
+            ("priority", query.priority),
+            ("session", query.session),
+        ):
+            if value is not None:
+                conditions.append({field: str(value)})
+        if query.completed is not None:
+            conditions.append({"completed": query.completed})
+        dates: dict[str, str] = {}
+        if query.first is not None:
+            dates["$gte"] = query.first
+        if query.last is not None:
+            dates["$lte"] = query.last
+        if dates:
+            conditions.append({"taskDate": dates})
+        if after is not None:
+            after_id = _object_id(after.task_id)
+            next_ids = {"_id": {"$gt": after_id}} if after_id else {"_id": None}
+            conditions.append(
+                {
+                    "$or": [
+                        {"sortKey": {"$gt": after.sort_key}},
+                        {"sortKey": after.sort_key, **next_ids},
+                    ]
+                }
+            )
+
+        with unavailable_on_outage():
+            cursor = (
+                self.collection.find({"$and": conditions}, projection=_WITHOUT_OUTBOX)
+                .sort([("sortKey", ASCENDING), ("_id", ASCENDING)])
+                .limit(limit)
+            )
+            docs = await cursor.to_list()
+
+        return [_task(doc) for doc in docs]
+
     async def pending_events(self, *, limit: int) -> list[storage.OutboxEntry]:
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             cursor = self.collection.find(
                 {"outboxPending": True}, projection={"outbox": True}
             ).limit(limit)
@@ -209,7 +309,7 @@ class MongoTaskStore:
     async def events_of(self, task_ids: Sequence[str]) -> list[storage.OutboxEntry]:
         # One lookup by `_id` each: FerretDB would scan the collection for `$in`.
         entries = []
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             for task_id in task_ids:
                 key = _object_id(task_id)
                 if key is None:
@@ -233,7 +333,7 @@ class MongoTaskStore:
         # write that came in between makes it read again, keeping its event.
         oid = ObjectId(task_id)
         published = set(event_ids)
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             locks = await self._lock_kind()
             for _ in range(_DROP_ATTEMPTS):
                 async with locks.hold(str(oid)):

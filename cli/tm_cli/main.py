@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from tm_cli import config, errors
-from tm_cli.commands import contexts, gdpr, reminders, status, tenants
+from tm_cli.commands import contexts, dev, gdpr, reminders, status, tenants
 from tm_cli.session import Session
 
 app = typer.Typer(
@@ -34,7 +34,7 @@ GROUPS = [
     (tenants.app, "tenants"),
     (contexts.app, "context"),
 ]
-COMMANDS = [(status.command, "status")]
+COMMANDS = [(status.command, "status"), (dev.command, "dev")]
 
 # Every command reports a CliError on stderr and exits with its code.
 for group, name in GROUPS:

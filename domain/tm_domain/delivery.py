@@ -56,6 +56,8 @@ class Message:
     body: str
     tenant_id: str
     task_id: str
+    due_at: datetime | None = None
+    """When the reminder was due, for a sender that keeps its own record."""
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,10 @@ class Conflict(DomainError):
     pass
 
 
+class NotAllowed(DomainError):
+    """The caller may see the thing but not do this to it; says why."""
+
+
 class DeliveryError(DomainError):
     """A send did not go through; `detail` is safe to store and show."""
 

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from tm_domain.errors import DomainError
+from tm_domain.search import Position, SearchQuery
 
 Task = dict[str, Any]
 """A task document as docs/architecture.md describes it, `_id` as text."""
@@ -115,6 +116,40 @@ class TaskStore(OutboxStore, Protocol):
         included), not deleted, ordered by `sortKey` then `createdAt`."""
         ...
 
+    async def assigned_between(
+        self,
+        tenant_id: str,
+        owner_id: str,
+        first: str,
+        last: str,
+        *,
+        member: str | None,
+        limit: int,
+    ) -> list[Task]:
+        """The tasks `owner_id` assigned (to `member`, or to anyone), dated
+        `first` to `last`, not deleted, ordered as `between` orders them."""
+        ...
+
+    async def get_assigned(
+        self, tenant_id: str, owner_id: str, task_id: str
+    ) -> Task | None:
+        """A task `owner_id` assigned, whoever holds it; None if absent or
+        deleted."""
+        ...
+
+    async def search(
+        self,
+        user: User,
+        query: SearchQuery,
+        *,
+        after: Position | None,
+        limit: int,
+    ) -> list[Task]:
+        """The user's tasks, not deleted, that `query` selects
+        (`tm_domain.search.matches`), in search order, from just after
+        `after`; at most `limit`."""
+        ...
+
 
 @dataclass(frozen=True)
 class Removed:
@@ -150,6 +185,18 @@ class PrivacyStore(Protocol):
 
     async def audit_of(self, user: User) -> list[dict[str, Any]]:
         """The audit records about the user, oldest first."""
+        ...
+
+    async def tenants_with_deletions(self) -> list[str]:
+        """The tenants with deleted tasks or erasures not yet purged."""
+        ...
+
+    async def memberships_of(self, user: User) -> list[dict[str, Any]]:
+        """The team memberships naming the user, as owner or as member."""
+        ...
+
+    async def forget_memberships(self, user: User) -> int:
+        """Remove the memberships naming the user; how many."""
         ...
 
     async def record(self, entry: Mapping[str, Any]) -> None:
@@ -199,4 +246,32 @@ class PrivacyStore(Protocol):
     async def overdue(self, *, before: datetime) -> tuple[int, datetime | None]:
         """Deliveries still scheduled though due before `before`: how many,
         and the earliest due instant (None when there is none)."""
+        ...
+
+
+class TeamStore(Protocol):
+    """Who belongs to an owner's team, within one tenant.
+
+    Each membership is a record of its own, added and removed whole, so no
+    change needs more than one single-document write.
+    """
+
+    async def prepare(self) -> None:
+        """Create what the store needs; safe to run again."""
+        ...
+
+    async def members(self, tenant_id: str, owner_id: str) -> list[str]:
+        """The owner's members, in the order of their ids."""
+        ...
+
+    async def is_member(
+        self, tenant_id: str, owner_id: str, member_id: str
+    ) -> bool: ...
+
+    async def add(self, tenant_id: str, owner_id: str, member_id: str) -> bool:
+        """Add a member; False when already one."""
+        ...
+
+    async def remove(self, tenant_id: str, owner_id: str, member_id: str) -> bool:
+        """Remove a member; False when not one."""
         ...

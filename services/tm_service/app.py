@@ -13,7 +13,7 @@ ones), the service neither needs nor checks Redis.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from tm_adapters import mongo, redis_state
 from tm_adapters.outbox import KafkaPublisher, OutboxRelay, Publisher, RelaySettings
 from tm_adapters.privacy_store import MongoPrivacyStore
 from tm_adapters.task_store import MongoTaskStore
+from tm_adapters.team_store import MongoTeamStore
 from tm_adapters.tenant_store import MongoTenantStore
 from tm_domain import caching, limits, storage
 from tm_service import errors, openapi
@@ -40,11 +41,14 @@ from tm_service.quotas import (
     Tenants,
 )
 from tm_service.routes import admin, health
+from tm_service.routes import analytics as analytics_routes
 from tm_service.routes import batch as batch_routes
+from tm_service.routes import owner as owner_routes
 from tm_service.routes import privacy as privacy_routes
 from tm_service.routes import tasks as task_routes
 from tm_service.settings import ServiceSettings
 from tm_service.tasks import TaskService
+from tm_service.teams import TeamService
 from tm_service.views import Views
 
 # What a browser may send and read across origins.
@@ -80,15 +84,19 @@ def create_app(
     store: storage.TaskStore | None = None,
     publisher: Publisher | None = None,
     privacy_store: storage.PrivacyStore | None = None,
+    team_store: storage.TeamStore | None = None,
     tenant_keys: TenantKeys | None = None,
     tenants: TenantDirectory | None = None,
     shared: SharedState | None = None,
+    readiness: Mapping[str, health.Check] | None = None,
 ) -> FastAPI:
-    """The API; `store`, `privacy_store` and `publisher` replace MongoDB and
-    Kafka when given, `shared` Redis. `tenants` is the tenant registry (by
-    default MongoDB's when the task store is, else none: every tenant is
-    allowed with the default quotas). `tenant_keys` checks the API keys of
-    administrators' routes; by default the registry does."""
+    """The API; `store`, `privacy_store`, `team_store` and `publisher`
+    replace MongoDB and Kafka when given, `shared` Redis. `tenants` is the
+    tenant registry (by default MongoDB's when the task store is, else none:
+    every tenant is allowed with the default quotas). `tenant_keys` checks
+    the API keys of administrators' routes; by default the registry does.
+    `readiness` replaces the checks of MongoDB, Redis and Kafka that
+    `/readyz` runs, for a process that uses none of them."""
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
@@ -101,9 +109,12 @@ def create_app(
                 store=store,
                 publisher=publisher,
                 privacy_store=privacy_store,
+                team_store=team_store,
                 tenants=tenants,
                 shared=shared or SharedState(),
             )
+            if readiness is not None:
+                app.state.readiness = dict(readiness)
             yield
 
     app = FastAPI(
@@ -120,6 +131,8 @@ def create_app(
     app.include_router(metrics_router)
     app.include_router(batch_routes.router)
     app.include_router(task_routes.router)
+    app.include_router(analytics_routes.router)
+    app.include_router(owner_routes.router)
     app.include_router(privacy_routes.router)
     app.include_router(admin.router)
 
@@ -151,6 +164,7 @@ async def _start(
     store: storage.TaskStore | None,
     publisher: Publisher | None,
     privacy_store: storage.PrivacyStore | None,
+    team_store: storage.TeamStore | None,
     tenants: TenantDirectory | None,
     shared: SharedState,
 ) -> None:
@@ -164,6 +178,7 @@ async def _start(
         db = mongo.database(client, settings)
         store = MongoTaskStore(db)
         privacy_store = privacy_store or MongoPrivacyStore(db)
+        team_store = team_store or MongoTeamStore(db)
         tenants = tenants or MongoTenantStore(db)
 
         async def mongodb() -> None:
@@ -173,6 +188,8 @@ async def _start(
     await store.prepare()
     if privacy_store is not None:
         await privacy_store.prepare()
+    if team_store is not None:
+        await team_store.prepare()
 
     # Redis connects lazily, so a server that is down only shows in /readyz;
     # none is opened when every shared component was given.
@@ -239,10 +256,16 @@ async def _start(
         view_limit=settings.view_max_tasks,
         on_change=app.state.views.invalidate,
     )
+    app.state.teams = (
+        None if team_store is None else TeamService(team_store, app.state.tasks)
+    )
     app.state.privacy = None
     if privacy_store is not None:
         app.state.privacy = PrivacyService(
-            privacy_store, app.state.tasks, retention_days=settings.data_retention_days
+            privacy_store,
+            app.state.tasks,
+            retention_days=settings.data_retention_days,
+            tenants=tenants,
         )
         purge_job = PurgeJob(app.state.privacy, interval_s=settings.purge_interval_s)
         purge_job.start()

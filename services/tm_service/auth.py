@@ -27,12 +27,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from tm_domain import storage
 from tm_domain.privacy import Actor
 from tm_service.errors import Forbidden, Unauthorized
+from tm_service.schemas import ID_PATTERN
 
 ALGORITHM = "HS256"
 ROLES = frozenset({"visitor", "owner", "admin"})
 
 # Ids become part of every query and of log lines: printable, no spaces.
-_ID = re.compile(r"^[A-Za-z0-9._:@|-]{1,128}$")
+_ID = re.compile(ID_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,16 @@ async def current_user(caller: Annotated[Identity, Depends(identity)]) -> storag
 
 
 CurrentUser = Annotated[storage.User, Depends(current_user)]
+
+
+async def owner_user(caller: Annotated[Identity, Depends(identity)]) -> storage.User:
+    """The team owner calling; 403 for any other role."""
+    if caller.role != "owner":
+        raise Forbidden("this route is for team owners")
+    return caller.user
+
+
+OwnerUser = Annotated[storage.User, Depends(owner_user)]
 
 
 API_KEY_HEADER = "X-API-Key"

@@ -5,7 +5,8 @@ request would (`create` as POST, `update` as PUT, `complete` as PATCH,
 `delete` as DELETE); one failing does not stop the next. The answer is 200
 with one result per operation, in order: its status and either `data` or an
 `error` in the envelope's error shape. An operation that is malformed fails
-alone with status 400.
+alone with status 400; one on a task an owner assigned, which only the owner
+may change, with 403.
 
 The creations in a batch are counted against the task quotas together,
 before anything runs: a batch with more than the quota left is refused
@@ -34,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tm_domain import caching, storage
-from tm_domain.errors import Conflict, InvalidInput, NotFound, Problem
+from tm_domain.errors import Conflict, InvalidInput, NotAllowed, NotFound, Problem
 from tm_service import errors, responses, schemas
 from tm_service.quotas import Guard
 from tm_service.tasks import TaskService
@@ -140,6 +141,8 @@ async def _one(
         return failed(400, "VALIDATION_ERROR", message, details)
     except NotFound as exc:
         return failed(404, "NOT_FOUND", exc.message)
+    except NotAllowed as exc:
+        return failed(403, "FORBIDDEN", str(exc))
     except Conflict as exc:
         return failed(409, "CONFLICT", str(exc) or "the task changed since it was read")
     except storage.StoreUnavailable:

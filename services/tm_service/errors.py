@@ -15,6 +15,7 @@ The domain's errors are answered here too, by how a client should react:
 
     InvalidInput        fix the fields named in `details`   400 VALIDATION_ERROR
     NotFound            no such task (or user) for caller   404 NOT_FOUND
+    NotAllowed          not yours to do (an assigned task)  403 FORBIDDEN
     Conflict            read the task again, then retry     409 CONFLICT
     StoreUnavailable    try again in a moment               503 SERVICE_UNAVAILABLE
 
@@ -36,7 +37,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from tm_domain import limits, storage
-from tm_domain.errors import Conflict, InvalidInput, NotFound, Problem
+from tm_domain.errors import Conflict, InvalidInput, NotAllowed, NotFound, Problem
 from tm_service import responses
 
 
@@ -201,6 +202,12 @@ async def _on_not_found(request: Request, exc: NotFound) -> Response:
     )
 
 
+async def _on_not_allowed(request: Request, exc: NotAllowed) -> Response:
+    return responses.failure(
+        request, status_code=403, code="FORBIDDEN", message=str(exc)
+    )
+
+
 async def _on_conflict(request: Request, exc: Conflict) -> Response:
     return responses.failure(
         request,
@@ -298,6 +305,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(InvalidInput, _on_invalid_input)
     app.add_exception_handler(NotFound, _on_not_found)
     app.add_exception_handler(Conflict, _on_conflict)
+    app.add_exception_handler(NotAllowed, _on_not_allowed)
     app.add_exception_handler(storage.StoreUnavailable, _on_unavailable)
     app.add_exception_handler(Unauthorized, _on_unauthorized)
     app.add_exception_handler(Forbidden, _on_forbidden)

@@ -21,11 +21,12 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from tm_domain import privacy, reminders, storage
 from tm_domain.errors import NotFound
 from tm_domain.privacy import Actor, AuditAction
+from tm_domain.tenants import Tenant
 from tm_service.tasks import TaskService, utc_now
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,12 @@ class Purged:
         }
 
 
+class TenantRetention(Protocol):
+    """Where a tenant's own retention is registered (by the operator)."""
+
+    async def get(self, tenant_id: str) -> Tenant | None: ...
+
+
 class PrivacyService:
     def __init__(
         self,
@@ -123,12 +130,24 @@ class PrivacyService:
         tasks: TaskService,
         *,
         retention_days: int = privacy.RETENTION_DAYS_DEFAULT,
+        tenants: TenantRetention | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
+        """`retention_days` holds for tenants that `tenants` (the operator's
+        registrations) sets none for."""
         self.store = store
         self.tasks = tasks
         self.retention_days = retention_days
+        self.tenants = tenants
         self.clock = clock
+
+    async def retention_of(self, tenant_id: str) -> int:
+        """Days a tenant's deleted data stays: its own setting, or the default."""
+        if self.tenants is not None:
+            tenant = await self.tenants.get(tenant_id)
+            if tenant is not None:
+                return tenant.data_retention_days
+        return self.retention_days
 
     async def export(
         self,
@@ -152,9 +171,11 @@ class PrivacyService:
             raise NotFound(user.user_id, message="no data stored for this user")
         now = self.clock()
 
+        memberships = await self.store.memberships_of(user)
         sections = {
             "tasks": tasks,
             "reminderDeliveries": deliveries,
+            "teamMemberships": memberships,
             "auditTrail": audit,
         }
         document = {
@@ -162,7 +183,7 @@ class PrivacyService:
             "formatVersion": privacy.EXPORT_FORMAT_VERSION,
             "exportedAt": now,
             "subject": {"tenantId": user.tenant_id, "userId": user.user_id},
-            "retentionDays": self.retention_days,
+            "retentionDays": await self.retention_of(user.tenant_id),
             **sections,
             "collections": {
                 name: (
@@ -205,7 +226,8 @@ class PrivacyService:
             raise NotFound(user.user_id, message="no tasks stored for this user")
         open_tasks = [t for t in found if t.get("deletedAt") is None]
         now = self.clock()
-        purge_after = privacy.purge_after(now, retention_days=self.retention_days)
+        retention_days = await self.retention_of(user.tenant_id)
+        purge_after = privacy.purge_after(now, retention_days=retention_days)
         summary: dict[str, Any] = {
             "tenantId": user.tenant_id,
             "userId": user.user_id,
@@ -233,7 +255,7 @@ class PrivacyService:
                 at=now,
                 request_id=request_id,
                 dryRun=False,
-                retentionDays=self.retention_days,
+                retentionDays=retention_days,
                 purgeAfter=purge_after,
                 completedAt=None,
                 purgedAt=None,
@@ -245,7 +267,7 @@ class PrivacyService:
         for _ in range(_ERASE_ROUNDS):
             for task in open_tasks:
                 try:
-                    await self.tasks.delete(user, task["_id"])
+                    await self.tasks.delete(user, task["_id"], erasing=True)
                 except NotFound:
                     continue  # deleted meanwhile, by the user or another request
                 erased += 1
@@ -254,7 +276,12 @@ class PrivacyService:
             if not open_tasks:
                 break
 
-        counts = {"tasks": erased, "remindersCancelled": cancelled}
+        memberships = await self.store.forget_memberships(user)
+        counts = {
+            "tasks": erased,
+            "remindersCancelled": cancelled,
+            "teamMemberships": memberships,
+        }
         await self.store.amend(
             record_id, {"completedAt": self.clock(), "counts": counts}
         )
@@ -274,47 +301,23 @@ class PrivacyService:
         dry_run: bool = False,
         limit: int = 500,
     ) -> Purged:
-        """Remove what was deleted more than the retention window ago.
+        """Remove what was deleted more than its tenant's retention ago.
 
-        At most `limit` tasks per call; `remaining` says whether more are
-        waiting. `tenant_id` None purges every tenant (the periodic job).
+        At most `limit` tasks per tenant and call; `remaining` says whether
+        more are waiting. `tenant_id` None purges every tenant (the periodic
+        job), each by its own retention.
         """
         now = self.clock()
-        cutoff = privacy.purge_cutoff(now, retention_days=self.retention_days)
         purged = Purged()
-
-        expired = await self.store.expired(
-            before=cutoff, tenant_id=tenant_id, limit=limit + 1
+        tenants = (
+            [tenant_id]
+            if tenant_id is not None
+            else await self.store.tenants_with_deletions()
         )
-        purged.remaining = len(expired) > limit
-        for task in expired[:limit]:
-            if dry_run:
-                removed = storage.Removed(tasks=1, deliveries=0)
-            else:
-                removed = await self.store.remove(task["_id"], before=cutoff)
-            purged.tasks += removed.tasks
-            purged.deliveries += removed.deliveries
-            tally = purged.by_tenant.setdefault(str(task["tenantId"]), [0, 0])
-            tally[0] += removed.tasks
-            tally[1] += removed.deliveries
-
-        # Erasures whose window ended: the history recorded up to the
-        # request goes too, even of tasks already gone, and the record says
-        # when the purge happened. Not while tasks of this round remain.
-        if not purged.remaining:
-            for erasure in await self.store.erasures_due(
-                before=now, tenant_id=tenant_id
-            ):
-                if dry_run:
-                    purged.erasures_completed += 1
-                    continue
-                user = storage.User(erasure["tenantId"], erasure["userId"])
-                history = await self.store.remove_deliveries(user, before=erasure["at"])
-                await self.store.amend(erasure["_id"], {"purgedAt": now})
-                purged.deliveries += history
-                purged.erasures_completed += 1
-                tally = purged.by_tenant.setdefault(user.tenant_id, [0, 0])
-                tally[1] += history
+        for tenant in tenants:
+            await self._purge_tenant(
+                tenant, purged, now=now, dry_run=dry_run, limit=limit
+            )
 
         if not dry_run:
             for tenant, (tasks_removed, deliveries_removed) in purged.by_tenant.items():
@@ -335,6 +338,51 @@ class PrivacyService:
                 )
 
         return purged
+
+    async def _purge_tenant(
+        self,
+        tenant_id: str,
+        purged: Purged,
+        *,
+        now: datetime,
+        dry_run: bool,
+        limit: int,
+    ) -> None:
+        retention_days = await self.retention_of(tenant_id)
+        cutoff = privacy.purge_cutoff(now, retention_days=retention_days)
+
+        expired = await self.store.expired(
+            before=cutoff, tenant_id=tenant_id, limit=limit + 1
+        )
+        purged.remaining = purged.remaining or len(expired) > limit
+        for task in expired[:limit]:
+            if dry_run:
+                removed = storage.Removed(tasks=1, deliveries=0)
+            else:
+                removed = await self.store.remove(task["_id"], before=cutoff)
+            purged.tasks += removed.tasks
+            purged.deliveries += removed.deliveries
+            tally = purged.by_tenant.setdefault(str(task["tenantId"]), [0, 0])
+            tally[0] += removed.tasks
+            tally[1] += removed.deliveries
+
+        # Erasures whose window ended: the history recorded up to the
+        # request goes too, even of tasks already gone, and the record says
+        # when the purge happened. Not while tasks of this round remain.
+        if len(expired) <= limit:
+            for erasure in await self.store.erasures_due(
+                before=now, tenant_id=tenant_id
+            ):
+                if dry_run:
+                    purged.erasures_completed += 1
+                    continue
+                user = storage.User(erasure["tenantId"], erasure["userId"])
+                history = await self.store.remove_deliveries(user, before=erasure["at"])
+                await self.store.amend(erasure["_id"], {"purgedAt": now})
+                purged.deliveries += history
+                purged.erasures_completed += 1
+                tally = purged.by_tenant.setdefault(user.tenant_id, [0, 0])
+                tally[1] += history
 
     async def reminder_rows(
         self,

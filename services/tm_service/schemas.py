@@ -2,10 +2,11 @@
 
 Field names are camelCase, as in the design document. Input models refuse
 unknown fields, with one exception: the read-only fields a GET shows (`_id`,
-`createdAt`, `updatedAt`, `completed`, `completedAt`, `version` on create, and
-a reminder's `revision`, `status`, `sentAt`, `attempts`, `lastError`,
-`deliveries`) are accepted and ignored, so a client may send back the task it
-read with its edits. Completion changes through `PATCH .../complete` only.
+`createdAt`, `updatedAt`, `completed`, `completedAt`, `assignedBy`,
+`assignedTo`, `version` on create, and a reminder's `revision`, `status`,
+`sentAt`, `attempts`, `lastError`, `deliveries`) are accepted and ignored, so a
+client may send back the task it read with its edits. Completion changes
+through `PATCH .../complete` only.
 
 Types are strict: a number is not a string, `"true"` is not a boolean, and
 dates and instants are text in ISO 8601.
@@ -196,6 +197,8 @@ class TaskCreate(_Input):
     updated_at: Any = _ECHOED
     completed: Any = _ECHOED
     completed_at: Any = _ECHOED
+    assigned_by: Any = _ECHOED
+    assigned_to: Any = _ECHOED
 
     def to_draft(self) -> tasks.TaskDraft:
         return tasks.TaskDraft(
@@ -222,6 +225,24 @@ class TaskUpdate(TaskCreate):
     )
 
     version: Annotated[StrictInt, Field(ge=1, le=2**53)]
+
+
+ID_PATTERN = r"^[A-Za-z0-9._:@|-]{1,128}$"
+"""User and tenant ids: printable, no spaces, no slash."""
+
+MemberId = Annotated[StrictStr, StringConstraints(pattern=ID_PATTERN)]
+
+
+class OwnerTaskCreate(TaskCreate):
+    """A task an owner assigns to a member of their team."""
+
+    assignee_id: MemberId
+
+
+class OwnerTaskUpdate(TaskUpdate):
+    """A full replacement by the owner; a new `assigneeId` reassigns it."""
+
+    assignee_id: MemberId | None = None
 
 
 class TaskCompletion(_Input):
@@ -338,6 +359,10 @@ class TaskPublic(_Output):
     completed: bool
     completed_at: datetime | None
     reminder: ReminderPublic | None
+    assigned_by: str | None = None
+    """The team owner who assigned the task, who alone may change it."""
+    assigned_to: str | None = None
+    """The member holding an assigned task."""
     created_at: datetime
     updated_at: datetime
     version: int
@@ -398,9 +423,18 @@ def task_public(task: dict[str, Any]) -> TaskPublic:
         completed=bool(task.get("completed")),
         completed_at=_utc(task.get("completedAt")),
         reminder=reminder_public(task.get("reminder")),
+        assigned_by=task.get("assignedBy"),
+        assigned_to=task.get("userId") if task.get("assignedBy") else None,
         created_at=task["createdAt"].astimezone(UTC),
         updated_at=task["updatedAt"].astimezone(UTC),
         version=task["version"],
+    )
+
+
+class SearchPage(_Output):
+    items: list[TaskPublic]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null after the last."
     )
 
 

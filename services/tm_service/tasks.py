@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from tm_domain import reminders, storage, tasks
-from tm_domain.errors import Conflict, InvalidInput, NotFound, Problem
+from tm_domain import analytics, reminders, search, storage, tasks
+from tm_domain.errors import Conflict, InvalidInput, NotAllowed, NotFound, Problem
 from tm_domain.events import Due, EventType, TaskEvent
 
 Change = tuple[dict[str, Any], EventType]
@@ -62,7 +62,15 @@ class TaskService:
         self.write_attempts = write_attempts
         self.view_limit = view_limit
 
-    async def create(self, user: storage.User, draft: tasks.TaskDraft) -> storage.Task:
+    async def create(
+        self,
+        user: storage.User,
+        draft: tasks.TaskDraft,
+        *,
+        assigned_by: str | None = None,
+    ) -> storage.Task:
+        """A new task of `user`'s; `assigned_by` names the team owner who
+        gave it, who alone may then change or delete it."""
         now = self.clock()
         tasks.validate(draft, now=now)
         fields = _fields(draft)
@@ -96,6 +104,8 @@ class TaskService:
             "outbox": [event.to_dict()],
             "outboxPending": True,
         }
+        if assigned_by is not None:
+            task["assignedBy"] = assigned_by
         await self.store.insert(task)
         self.after_write(task_id)
         await self.on_change(user, (fields["taskDate"],))
@@ -116,12 +126,21 @@ class TaskService:
         draft: tasks.TaskDraft,
         *,
         version: int,
+        as_owner: str | None = None,
+        reassign_to: str | None = None,
     ) -> storage.Task:
-        """Replace what the user may set, if the task is still at `version`."""
+        """Replace what the user may set, if the task is still at `version`.
+
+        `as_owner`: the team owner acting on a task they assigned, who may
+        hand it to another member (`reassign_to`).
+        """
         tasks.validate(draft, now=self.clock())
         fields = _fields(draft)
+        if reassign_to is not None:
+            fields["userId"] = reassign_to
 
         def change(current: storage.Task, now: datetime) -> Change:
+            _may_change(current, as_owner)
             reminder = reminders.plan(
                 draft.reminder,
                 task_date=fields["taskDate"],
@@ -163,10 +182,23 @@ class TaskService:
 
         return await self._write(user, task_id, change)
 
-    async def delete(self, user: storage.User, task_id: str) -> None:
-        """Delete softly: the task keeps its last event and vanishes from reads."""
+    async def delete(
+        self,
+        user: storage.User,
+        task_id: str,
+        *,
+        as_owner: str | None = None,
+        erasing: bool = False,
+    ) -> None:
+        """Delete softly: the task keeps its last event and vanishes from reads.
+
+        `erasing`: the user's personal data is being erased, which takes the
+        tasks a team owner assigned them too.
+        """
 
         def change(current: storage.Task, now: datetime) -> Change:
+            if not erasing:
+                _may_change(current, as_owner)
             previous = current.get("reminder")
             fields = {
                 "deletedAt": now,
@@ -198,6 +230,51 @@ class TaskService:
         return await self.store.between(
             user, dates.first_text, dates.last_text, limit=self.view_limit
         )
+
+    async def search(
+        self,
+        user: storage.User,
+        query: search.SearchQuery,
+        *,
+        cursor: str | None,
+        limit: int,
+    ) -> tuple[list[storage.Task], str | None]:
+        """One page of the user's tasks that `query` selects, and the cursor
+        of the next page (None after the last)."""
+        problems = search.check(query)
+        if not 1 <= limit <= search.LIMIT_MAX:
+            problems.append(Problem("limit", f"must be 1 to {search.LIMIT_MAX}"))
+        if problems:
+            raise InvalidInput(problems)
+        after = None if cursor is None else search.decode_cursor(cursor)
+
+        found = await self.store.search(user, query, after=after, limit=limit + 1)
+        page = found[:limit]
+        more = len(found) > limit
+        next_cursor = (
+            search.encode_cursor(search.Position(*search.order_key(page[-1])))
+            if more
+            else None
+        )
+        return page, next_cursor
+
+    async def analytics(
+        self, user: storage.User, first: date, last: date
+    ) -> dict[str, Any]:
+        """The figures of the user's tasks dated `first` to `last`."""
+        if last < first:
+            raise InvalidInput([Problem("from", "must not be after `to`")])
+        if (last - first).days + 1 > analytics.RANGE_MAX_DAYS:
+            raise InvalidInput(
+                [Problem("to", f"may be at most {analytics.RANGE_MAX_DAYS} days on")]
+            )
+        found = await self.store.between(
+            user, first.isoformat(), last.isoformat(), limit=self.view_limit + 1
+        )
+        figures = analytics.summarize(found[: self.view_limit], first=first, last=last)
+        # NB: past the view limit the figures cover its first tasks only.
+        figures["complete"] = len(found) <= self.view_limit
+        return figures
 
     async def _write(
         self,
@@ -240,10 +317,25 @@ class TaskService:
             )
             if written is not None:
                 self.after_write(task_id)
-                await self.on_change(user, {current["taskDate"], written["taskDate"]})
+                dates = {current["taskDate"], written["taskDate"]}
+                await self.on_change(user, dates)
+                # A reassigned task leaves one member's views for another's.
+                holder = written.get("userId", user.user_id)
+                if holder != user.user_id:
+                    await self.on_change(storage.User(user.tenant_id, holder), dates)
                 return written
 
         raise Conflict("the task kept changing while it was written; try again")
+
+
+def _may_change(task: Mapping[str, Any], as_owner: str | None) -> None:
+    """Refuse a change to an assigned task by anyone but its owner."""
+    owner = task.get("assignedBy")
+    if owner is not None and owner != as_owner:
+        raise NotAllowed(
+            f"this task was assigned by {owner}, who alone may change or delete "
+            "it; it can be completed"
+        )
 
 
 def _fields(draft: tasks.TaskDraft) -> dict[str, Any]:

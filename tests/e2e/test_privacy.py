@@ -167,6 +167,10 @@ def test_deleting_a_user_whose_reminder_is_due_in_seconds_sends_nothing(
         audit = list(client[platform.database]["privacy_audit"].find())
     [record] = [r for r in audit if r["action"] == "DataErased"]
     assert record["userId"] == "dana"
-    assert record["counts"] == {"tasks": 1, "remindersCancelled": 2}
+    assert record["counts"] == {
+        "tasks": 1,
+        "remindersCancelled": 2,
+        "teamMemberships": 0,
+    }
     for personal in (PHONES["dana"], EMAILS["dana"], doomed["title"]):
         assert personal not in repr(audit)

@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -40,18 +39,13 @@ def test_readme_names_the_two_commands_and_ci_runs_the_test_command() -> None:
     assert "scripts/test" in (ROOT / ".ci" / "run").read_text()
 
 
-def test_readme_quick_start_creates_a_task_and_reads_it_back(tmp_path: Path) -> None:
-    port, providers = free_port(), free_port()
-    unique = uuid.uuid4().hex[:8]
+def test_readme_quick_start_delivers_the_reminder_it_creates(tmp_path: Path) -> None:
+    port = free_port()
+    data = tmp_path / "data"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("TM_")},
         "TM_SERVICE_PORT": str(port),
-        "TM_DEV_PROVIDERS_PORT": str(providers),
-        "TM_MONGODB_DATABASE": f"tm_readme_{unique}",
-        "TM_KAFKA_TASK_EVENTS_TOPIC": f"tm-readme-{unique}",
-        "TM_STREAMS_APP_ID": f"tm-readme-{unique}",
-        "TM_STREAMS_DATA_DIR": str(tmp_path / "streams"),
-        "TM_STREAMS_WEB_PORT": str(free_port()),
+        "TM_DATA_DIR": str(data),
     }
     log = tmp_path / "dev.log"
     with log.open("wb") as out:
@@ -65,13 +59,13 @@ def test_readme_quick_start_creates_a_task_and_reads_it_back(tmp_path: Path) -> 
         )
     try:
         deadline = time.monotonic() + 120
-        while "dev: API on" not in log.read_text() and time.monotonic() < deadline:
+        while "tmctl dev: the API is on" not in log.read_text():
             assert dev.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         snippet = code_block_after("Try it").replace(
             "127.0.0.1:5500", f"127.0.0.1:{port}"
         )
-        time.sleep(0.5)
         ran = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", snippet],
             cwd=ROOT,
@@ -85,8 +79,19 @@ def test_readme_quick_start_creates_a_task_and_reads_it_back(tmp_path: Path) -> 
         dev.wait(timeout=30)
 
     assert ran.returncode == 0, ran.stderr + log.read_text()
-    created, end = json.JSONDecoder().raw_decode(ran.stdout)
-    day, _ = json.JSONDecoder().raw_decode(ran.stdout[end:].lstrip())
+    decoder = json.JSONDecoder()
+    created, end = decoder.raw_decode(ran.stdout)
+    rest = ran.stdout[end:].lstrip()
+    day, end = decoder.raw_decode(rest)
+    delivered = json.loads(rest[end:].strip())
+    task = created["data"]
     assert created["success"] is True
-    assert created["data"]["reminder"]["sendAt"] == "2030-01-15T07:30:00Z"
-    assert [t["_id"] for t in day["data"]] == [created["data"]["_id"]]
+    assert [t["_id"] for t in day["data"]] == [task["_id"]]
+    assert delivered["taskId"] == task["_id"]
+    assert (delivered["channel"], delivered["recipient"]) == (
+        "email",
+        "alice@example.com",
+    )
+    assert "Stretch" in delivered["text"]
+    assert delivered["dueAt"] <= delivered["sentAt"]
+    assert "reminder email to a***@example.com" in log.read_text()

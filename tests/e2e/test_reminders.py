@@ -1,16 +1,41 @@
-"""Reminders from an HTTP request to the providers, through Kafka and the worker."""
+"""Reminders from an HTTP request to the providers, by either driver.
+
+Every test runs twice: on the platform as deployed (tm-service, Kafka and the
+tm-streams worker) and on the single-process mode (`tmctl dev` on SQLite),
+both sending to the same fake providers. The reminder rules are one; a
+behaviour that differs between the two fails here.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.platform import TASKS, Platform, for_task
+from tests.support.platform import TASKS, DevPlatform, Platform, for_task
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(params=["servers", "dev"])
+def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Platform]:
+    """The service and a warmed-up worker, as processes: the deployed pair on
+    the servers, or the one process of `tmctl dev`."""
+    if request.param == "servers":
+        running = Platform(request.getfixturevalue("servers"), tmp_path)
+    else:
+        running = DevPlatform(tmp_path)
+    try:
+        running.start_service()
+        running.start_worker()
+        running.warm_up()
+        yield running
+    finally:
+        running.close()
 
 
 def due_instant(task: dict[str, Any]) -> float:

@@ -204,3 +204,29 @@ def test_every_command_has_an_example_in_its_help() -> None:
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0
         assert "Example: tmctl" in result.stdout, command
+
+
+def test_delete_then_purge_removes_a_users_tasks_with_a_progress_report(
+    servers: ConnectionSettings, tmp_path: Path
+) -> None:
+    # A retention of zero days: what is deleted can be purged at once.
+    running = Platform(servers, tmp_path, overrides={"TM_DATA_RETENTION_DAYS": "0"})
+    try:
+        running.start_service()
+        running.create(running.task(due_in=timedelta(hours=2)), user="gus")
+        running.create(running.task(due_in=timedelta(hours=3)), user="gus")
+
+        deleted = tmctl(running, "gdpr", "delete", "--user", "gus", "--yes")
+        purged = tmctl(running, "gdpr", "purge", "--yes")
+        again = tmctl(running, "gdpr", "purge", "--yes", "-o", "json")
+        export = tmctl(running, "gdpr", "export", "--user", "gus", "-o", "json")
+    finally:
+        running.close()
+
+    assert deleted.exit_code == 0, deleted.output
+    assert purged.exit_code == 0, purged.output
+    rows = [line.split() for line in purged.stdout.splitlines()]
+    assert ["│", "tasks", "│", "2", "│"] in rows
+    assert ["│", "erasuresCompleted", "│", "1", "│"] in rows
+    assert json.loads(again.stdout)["tasks"] == 0
+    assert json.loads(export.stdout)["tasks"] == []

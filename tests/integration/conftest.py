@@ -312,3 +312,9 @@ from tests.support.fixtures import (  # noqa: E402, F401
 # for the session. Defined in tests/support/operator_fixtures.py.
 # ---------------------------------------------------------------------------
 from tests.support.operator_fixtures import kube, operator  # noqa: E402, F401
+
+# ---------------------------------------------------------------------------
+# The storage contract: the stores of a fresh database on MongoDB wire and
+# on SQLite, one test run each. Defined in tests/support/stores.py.
+# ---------------------------------------------------------------------------
+from tests.support.stores import backend  # noqa: E402, F401

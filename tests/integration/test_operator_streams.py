@@ -10,6 +10,7 @@ the channel, from its number.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -51,6 +52,8 @@ async def eventually(check: Callable[[], Any], *, within: float, what: str) -> A
     deadline = time.monotonic() + within
     while True:
         value = check()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -167,7 +170,13 @@ async def test_the_worker_follows_a_channel_from_its_resource_without_restart(
         # Resume: the held message goes out through the channel.
         kube.merge("ReminderChannel", "sms", {"spec": {"suspend": False}}, namespace)
         await eventually(lambda: len(sent()) == 3, within=30, what="the held send")
-        released = await delivery(held)
+
+        # The provider has it; the worker settles it just after.
+        async def settled() -> dict[str, Any] | None:
+            found = await delivery(held)
+            return found if found["state"] != "scheduled" else None
+
+        released = await eventually(settled, within=10, what="the settlement")
     finally:
         for task in tasks:
             task.cancel()

@@ -345,3 +345,46 @@ async def test_the_periodic_purge_removes_expired_data_of_every_tenant(
     assert await db["visitor_time_tasks"].count_documents({"userId": "bob"}) == 2
     [record] = await db["privacy_audit"].find({"action": "DataPurged"}).to_list()
     assert record["actor"]["via"] == "schedule"
+
+
+async def test_a_registered_tenant_keeps_deleted_data_for_its_own_retention(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    bearer: Bearer,
+    people: dict[str, Any],
+    db: Any,
+) -> None:
+    # As the operator registers a TimeServiceTenant with a 5-day retention.
+    await db["tenants"].insert_one(
+        {
+            "_id": "tenant-1",
+            "displayName": "One",
+            "active": True,
+            "dataRetentionDays": 5,
+        }
+    )
+    erased = await client.delete(f"{ADMIN}/users/alice/data", headers=admin(bearer))
+    start = datetime.now(UTC)
+    privacy = app.state.privacy
+
+    privacy.clock = lambda: start + timedelta(days=4)
+    early = await privacy.purge(tenant_id=None, actor=privacy_actor())
+    privacy.clock = lambda: start + timedelta(days=6)
+    late = await privacy.purge(tenant_id=None, actor=privacy_actor())
+    shown = await client.get(f"{ADMIN}/tenants/tenant-1", headers=admin(bearer))
+
+    assert erased.json()["data"]["purgeAfter"].startswith(
+        (start + timedelta(days=5)).date().isoformat()
+    )
+    assert (early.tasks, late.tasks) == (0, 2)
+    assert await db["visitor_time_tasks"].count_documents({"userId": "alice"}) == 0
+    assert await db["visitor_time_tasks"].count_documents({"userId": "bob"}) == 2
+    tenant = shown.json()["data"]
+    assert tenant["retentionDays"] == 5
+    assert tenant["registration"]["displayName"] == "One"
+
+
+def privacy_actor() -> Any:
+    from tm_domain.privacy import Actor
+
+    return Actor(id="purge-job", role="admin", via="schedule")

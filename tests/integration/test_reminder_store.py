@@ -1,4 +1,5 @@
-"""The MongoDB reminder store against a real server: claims, settlements, leases."""
+"""The reminder store's contract, on MongoDB wire and on SQLite: claims, settlements,
+leases. Every test runs against both stores (`tests/support/stores.py`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.support.documents import EMAIL, PHONE, task_document
-from tm_adapters.reminder_store import DELIVERIES, MongoReminderStore
+from tests.support.stores import Backend
 from tm_domain.delivery import Claim, Result, Settlement
 from tm_domain.events import Due
 
@@ -23,12 +24,12 @@ def due_of(doc: dict, channel: str) -> Due:
 
 
 async def claimed(
-    store: MongoReminderStore, *, send_at: datetime, channel: str
+    backend: Backend, *, send_at: datetime, channel: str
 ) -> tuple[dict, Claim]:
     """A stored task whose one delivery `worker-a` has just claimed."""
     doc = task_document(send_at=send_at, channels=[channel])
-    await store.tasks.insert_one(doc)
-    claim = await store.claim(
+    await backend.put(doc)
+    claim = await backend.reminders.claim(
         due_of(doc, channel), now=NOW, lease_until=NOW, owner="worker-a"
     )
     assert claim is not None
@@ -37,16 +38,18 @@ async def claimed(
 
 
 async def test_pending_lists_each_due_channel_of_open_tasks_earliest_first(
-    reminder_store: MongoReminderStore,
+    backend: Backend,
 ) -> None:
     later = task_document(send_at=NOW - timedelta(seconds=10))
     earlier = task_document(send_at=NOW - timedelta(seconds=20), channels=["email"])
     future = task_document(send_at=NOW + timedelta(hours=2))
     completed = {**task_document(send_at=NOW), "completed": True}
     deleted = {**task_document(send_at=NOW), "deletedAt": NOW}
-    await reminder_store.tasks.insert_many([later, earlier, future, completed, deleted])
+    await backend.put(later, earlier, future, completed, deleted)
 
-    found = await reminder_store.pending(until=NOW + timedelta(minutes=10), limit=100)
+    found = await backend.reminders.pending(
+        until=NOW + timedelta(minutes=10), limit=100
+    )
 
     assert [(d.task_id, d.channel) for d in found] == [
         (str(earlier["_id"]), "email"),
@@ -58,28 +61,28 @@ async def test_pending_lists_each_due_channel_of_open_tasks_earliest_first(
 
 
 async def test_pending_skips_deliveries_no_longer_scheduled(
-    reminder_store: MongoReminderStore,
+    backend: Backend,
 ) -> None:
     doc = task_document(send_at=NOW - timedelta(seconds=5))
     doc["reminder"]["deliveries"]["sms"]["state"] = "sent"
-    await reminder_store.tasks.insert_one(doc)
+    await backend.put(doc)
 
-    found = await reminder_store.pending(until=NOW, limit=100)
+    found = await backend.reminders.pending(until=NOW, limit=100)
 
     assert [d.channel for d in found] == ["email"]
 
 
 async def test_claim_takes_a_lease_and_builds_its_message(
-    reminder_store: MongoReminderStore,
+    backend: Backend,
 ) -> None:
     doc = task_document(send_at=NOW - timedelta(seconds=1))
-    await reminder_store.tasks.insert_one(doc)
+    await backend.put(doc)
     lease_until = NOW + timedelta(minutes=1)
 
-    sms = await reminder_store.claim(
+    sms = await backend.reminders.claim(
         due_of(doc, "sms"), now=NOW, lease_until=lease_until, owner="worker-a"
     )
-    email = await reminder_store.claim(
+    email = await backend.reminders.claim(
         due_of(doc, "email"), now=NOW, lease_until=lease_until, owner="worker-a"
     )
 
@@ -93,24 +96,24 @@ async def test_claim_takes_a_lease_and_builds_its_message(
     assert sms.attempts == 0
     assert sms.message.tenant_id == "tenant-a"
     assert sms.claimed_at == NOW and sms.token != email.token
-    lease = await reminder_store.claims.find_one({"_id": f"{doc['_id']}:1:sms"})
+    [lease] = [c for c in await backend.claims() if c["_id"] == f"{doc['_id']}:1:sms"]
     assert (lease["owner"], lease["leaseUntil"]) == ("worker-a", lease_until)
     assert PHONE not in repr(lease)
     # The task document is not written: the claim is the lease.
-    assert await reminder_store.tasks.find_one({"_id": doc["_id"]}) == doc
+    assert await backend.stored(doc["_id"]) == doc
 
 
 async def test_a_delivery_can_be_claimed_once(
-    reminder_store: MongoReminderStore,
+    backend: Backend,
 ) -> None:
     doc = task_document(send_at=NOW - timedelta(seconds=1), channels=["sms"])
-    await reminder_store.tasks.insert_one(doc)
+    await backend.put(doc)
     lease = NOW + timedelta(minutes=1)
 
-    first = await reminder_store.claim(
+    first = await backend.reminders.claim(
         due_of(doc, "sms"), now=NOW, lease_until=lease, owner="worker-a"
     )
-    second = await reminder_store.claim(
+    second = await backend.reminders.claim(
         due_of(doc, "sms"), now=NOW, lease_until=lease, owner="worker-b"
     )
 
@@ -130,27 +133,27 @@ async def test_a_delivery_can_be_claimed_once(
     ids=["completed", "deleted", "disabled", "revised", "cancelled"],
 )
 async def test_claim_refuses_a_delivery_that_may_no_longer_go_out(
-    reminder_store: MongoReminderStore, change: dict
+    backend: Backend, change: dict
 ) -> None:
     doc = task_document(send_at=NOW - timedelta(seconds=1), channels=["sms"])
-    await reminder_store.tasks.insert_one(doc)
-    await reminder_store.tasks.update_one({"_id": doc["_id"]}, {"$set": change})
+    await backend.put(doc)
+    await backend.change(doc["_id"], change)
 
-    claim = await reminder_store.claim(
+    claim = await backend.reminders.claim(
         due_of(doc, "sms"), now=NOW, lease_until=NOW, owner="worker-a"
     )
 
     assert claim is None
-    assert await reminder_store.claims.count_documents({}) == 0
+    assert len(await backend.claims()) == 0
 
 
 async def test_claim_refuses_a_delivery_before_its_time(
-    reminder_store: MongoReminderStore,
+    backend: Backend,
 ) -> None:
     doc = task_document(send_at=NOW + timedelta(seconds=30), channels=["sms"])
-    await reminder_store.tasks.insert_one(doc)
+    await backend.put(doc)
 
-    claim = await reminder_store.claim(
+    claim = await backend.reminders.claim(
         due_of(doc, "sms"), now=NOW, lease_until=NOW, owner="worker-a"
     )
 
@@ -158,13 +161,13 @@ async def test_claim_refuses_a_delivery_before_its_time(
 
 
 async def test_settle_sent_records_the_provider_id_and_lateness_without_recipient(
-    reminder_store: MongoReminderStore,
+    backend: Backend,
 ) -> None:
     doc, claim = await claimed(
-        reminder_store, send_at=NOW - timedelta(seconds=2), channel="sms"
+        backend, send_at=NOW - timedelta(seconds=2), channel="sms"
     )
 
-    await reminder_store.settle(
+    await backend.reminders.settle(
         claim,
         Settlement(
             Result.SENT,
@@ -175,7 +178,7 @@ async def test_settle_sent_records_the_provider_id_and_lateness_without_recipien
         ),
     )
 
-    stored = await reminder_store.tasks.find_one({"_id": doc["_id"]})
+    stored = await backend.stored(doc["_id"])
     delivery = stored["reminder"]["deliveries"]["sms"]
     assert delivery["state"] == "sent"
     assert delivery["sentAt"] == NOW
@@ -183,8 +186,8 @@ async def test_settle_sent_records_the_provider_id_and_lateness_without_recipien
     assert delivery["latenessMs"] == 2040
     assert delivery["attempts"] == 1
     assert stored["writeSeq"] == 2
-    assert await reminder_store.claims.count_documents({}) == 0
-    history = await reminder_store.history(
+    assert len(await backend.claims()) == 0
+    history = await backend.reminders.history(
         tenant_id="tenant-a", user_id="user-1", task_id=str(doc["_id"])
     )
     assert len(history) == 1
@@ -198,14 +201,14 @@ async def test_settle_sent_records_the_provider_id_and_lateness_without_recipien
 
 
 async def test_settle_retry_schedules_the_delivery_again(
-    reminder_store: MongoReminderStore,
+    backend: Backend,
 ) -> None:
     doc, claim = await claimed(
-        reminder_store, send_at=NOW - timedelta(seconds=2), channel="email"
+        backend, send_at=NOW - timedelta(seconds=2), channel="email"
     )
     next_due = NOW + timedelta(seconds=3)
 
-    await reminder_store.settle(
+    await backend.reminders.settle(
         claim,
         Settlement(
             Result.RETRY,
@@ -216,71 +219,67 @@ async def test_settle_retry_schedules_the_delivery_again(
         ),
     )
 
-    stored = await reminder_store.tasks.find_one({"_id": doc["_id"]})
+    stored = await backend.stored(doc["_id"])
     delivery = stored["reminder"]["deliveries"]["email"]
     assert delivery["state"] == "scheduled"
     assert delivery["dueAt"] == next_due
     assert delivery["lastError"] == "sendgrid HTTP 503"
     assert delivery["attempts"] == 1
-    found = await reminder_store.pending(until=next_due, limit=10)
+    found = await backend.reminders.pending(until=next_due, limit=10)
     assert [(d.channel, d.due_at) for d in found] == [("email", next_due)]
 
 
 async def test_settle_failed_without_an_attempt_keeps_the_count(
-    reminder_store: MongoReminderStore,
+    backend: Backend,
 ) -> None:
-    doc, claim = await claimed(
-        reminder_store, send_at=NOW - timedelta(hours=7), channel="sms"
-    )
+    doc, claim = await claimed(backend, send_at=NOW - timedelta(hours=7), channel="sms")
 
-    await reminder_store.settle(
+    await backend.reminders.settle(
         claim,
         Settlement(Result.FAILED, at=NOW, attempted=False, error="missed"),
     )
 
-    stored = await reminder_store.tasks.find_one({"_id": doc["_id"]})
+    stored = await backend.stored(doc["_id"])
     delivery = stored["reminder"]["deliveries"]["sms"]
     assert (delivery["state"], delivery["attempts"]) == ("failed", 0)
     assert delivery["lastError"] == "missed"
 
 
 async def test_a_settlement_after_the_lease_was_taken_over_changes_nothing(
-    reminder_store: MongoReminderStore,
+    backend: Backend,
 ) -> None:
     doc = task_document(send_at=NOW - timedelta(minutes=5), channels=["sms"])
-    await reminder_store.tasks.insert_one(doc)
-    claim = await reminder_store.claim(
+    await backend.put(doc)
+    claim = await backend.reminders.claim(
         due_of(doc, "sms"),
         now=NOW - timedelta(minutes=3),
         lease_until=NOW - timedelta(minutes=2),
         owner="slow-worker",
     )
     assert claim is not None
-    assert await reminder_store.expire_leases(now=NOW, error="outcome unknown") == 1
+    assert await backend.reminders.expire_leases(now=NOW, error="outcome unknown") == 1
 
-    await reminder_store.settle(
+    await backend.reminders.settle(
         claim,
         Settlement(Result.SENT, at=NOW, attempted=True, provider_message_id="SM1"),
     )
 
-    stored = await reminder_store.tasks.find_one({"_id": doc["_id"]})
+    stored = await backend.stored(doc["_id"])
     delivery = stored["reminder"]["deliveries"]["sms"]
     assert (delivery["state"], delivery["attempts"]) == ("failed", 1)
     assert delivery["lastError"] == "outcome unknown"
     # The late attempt is history all the same.
-    history = await reminder_store.history(
+    history = await backend.reminders.history(
         tenant_id="tenant-a", user_id="user-1", task_id=str(doc["_id"])
     )
     assert [h["result"] for h in history] == ["unknown", "sent"]
 
 
 async def test_a_claim_can_be_taken_again_once_settled_and_reads_the_settlement(
-    reminder_store: MongoReminderStore,
+    backend: Backend,
 ) -> None:
-    _, claim = await claimed(
-        reminder_store, send_at=NOW - timedelta(seconds=2), channel="sms"
-    )
-    await reminder_store.settle(
+    _, claim = await claimed(backend, send_at=NOW - timedelta(seconds=2), channel="sms")
+    await backend.reminders.settle(
         claim,
         Settlement(
             Result.RETRY,
@@ -291,10 +290,10 @@ async def test_a_claim_can_be_taken_again_once_settled_and_reads_the_settlement(
         ),
     )
 
-    early = await reminder_store.claim(
+    early = await backend.reminders.claim(
         claim.due, now=NOW, lease_until=NOW + timedelta(minutes=1), owner="worker-b"
     )
-    on_time = await reminder_store.claim(
+    on_time = await backend.reminders.claim(
         claim.due,
         now=NOW + timedelta(seconds=4),
         lease_until=NOW + timedelta(minutes=1),
@@ -311,17 +310,16 @@ async def test_a_claim_can_be_taken_again_once_settled_and_reads_the_settlement(
     ids=["sent", "retry"],
 )
 async def test_a_reminder_cancelled_during_its_send_stays_cancelled_unless_it_went_out(
-    reminder_store: MongoReminderStore, result: Result, state: str, attempts: int
+    backend: Backend, result: Result, state: str, attempts: int
 ) -> None:
     doc, claim = await claimed(
-        reminder_store, send_at=NOW - timedelta(seconds=2), channel="sms"
+        backend, send_at=NOW - timedelta(seconds=2), channel="sms"
     )
-    await reminder_store.tasks.update_one(
-        {"_id": doc["_id"]},
-        {"$set": {"completed": True, "reminder.deliveries.sms.state": "cancelled"}},
+    await backend.change(
+        doc["_id"], {"completed": True, "reminder.deliveries.sms.state": "cancelled"}
     )
 
-    await reminder_store.settle(
+    await backend.reminders.settle(
         claim,
         Settlement(
             result,
@@ -333,73 +331,57 @@ async def test_a_reminder_cancelled_during_its_send_stays_cancelled_unless_it_we
         ),
     )
 
-    stored = await reminder_store.tasks.find_one({"_id": doc["_id"]})
+    stored = await backend.stored(doc["_id"])
     delivery = stored["reminder"]["deliveries"]["sms"]
     assert (delivery["state"], delivery["attempts"]) == (state, attempts)
-    assert await reminder_store.claims.count_documents({}) == 0
+    assert len(await backend.claims()) == 0
 
 
 async def test_expired_leases_fail_as_unknown_and_live_ones_stay(
-    reminder_store: MongoReminderStore,
+    backend: Backend,
 ) -> None:
     stuck = task_document(send_at=NOW - timedelta(minutes=5), channels=["sms"])
     live = task_document(send_at=NOW - timedelta(minutes=5), channels=["email"])
-    await reminder_store.tasks.insert_many([stuck, live])
-    await reminder_store.claim(
+    await backend.put(stuck, live)
+    await backend.reminders.claim(
         due_of(stuck, "sms"),
         now=NOW - timedelta(minutes=3),
         lease_until=NOW - timedelta(minutes=2),
         owner="dead-worker",
     )
-    await reminder_store.claim(
+    await backend.reminders.claim(
         due_of(live, "email"),
         now=NOW,
         lease_until=NOW + timedelta(minutes=1),
         owner="live-worker",
     )
 
-    count = await reminder_store.expire_leases(now=NOW, error="outcome unknown")
+    count = await backend.reminders.expire_leases(now=NOW, error="outcome unknown")
 
     assert count == 1
-    stuck_now = await reminder_store.tasks.find_one({"_id": stuck["_id"]})
+    stuck_now = await backend.stored(stuck["_id"])
     delivery = stuck_now["reminder"]["deliveries"]["sms"]
     assert delivery["state"] == "failed"
     assert delivery["lastError"] == "outcome unknown"
     assert delivery["attempts"] == 1
-    live_now = await reminder_store.tasks.find_one({"_id": live["_id"]})
+    live_now = await backend.stored(live["_id"])
     assert live_now["reminder"]["deliveries"]["email"]["state"] == "scheduled"
-    [left] = await reminder_store.claims.find().to_list(None)
+    [left] = await backend.claims()
     assert left["owner"] == "live-worker"
-    history = await reminder_store.history(
+    history = await backend.reminders.history(
         tenant_id="tenant-a", user_id="user-1", task_id=str(stuck["_id"])
     )
     assert [h["result"] for h in history] == ["unknown"]
-    assert await reminder_store.expire_leases(now=NOW, error="again") == 0
-
-
-async def test_the_history_index_is_created_once_and_again_without_error(
-    reminder_store: MongoReminderStore,
-) -> None:
-    await reminder_store.ensure_indexes()
-    second = MongoReminderStore(reminder_store.tasks.database)
-
-    await second.ensure_indexes()
-
-    indexes = await reminder_store.tasks.database[DELIVERIES].index_information()
-    assert indexes["tenant_user_task"]["key"] == [
-        ("tenantId", 1),
-        ("userId", 1),
-        ("taskId", 1),
-    ]
+    assert await backend.reminders.expire_leases(now=NOW, error="again") == 0
 
 
 @pytest.mark.parametrize("workers", [8])
 async def test_many_workers_claiming_one_delivery_at_once_yield_one_claim(
-    reminder_store: MongoReminderStore, workers: int
+    backend: Backend, workers: int
 ) -> None:
     doc = task_document(send_at=NOW - timedelta(seconds=1))
-    await reminder_store.tasks.insert_one(doc)
-    stores = [MongoReminderStore(reminder_store.tasks.database) for _ in range(workers)]
+    await backend.put(doc)
+    stores = [await backend.other_worker() for _ in range(workers)]
     lease = NOW + timedelta(minutes=1)
 
     claims = await asyncio.gather(
@@ -412,4 +394,4 @@ async def test_many_workers_claiming_one_delivery_at_once_yield_one_claim(
 
     won = [c for c in claims if c is not None]
     assert sorted(c.due.channel for c in won) == ["email", "sms"]
-    assert await reminder_store.claims.count_documents({}) == 2
+    assert len(await backend.claims()) == 2

@@ -1,4 +1,8 @@
-"""The MongoDB task store on the real server: indexes, locks, outbox, outages."""
+"""The MongoDB stores on the real server: indexes, locks, outages.
+
+What every store must do is in the contract suites (test_task_store.py,
+test_reminder_store.py, test_privacy_store.py), run against SQLite too.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from bson import ObjectId
 from pymongo import AsyncMongoClient
 
 from tm_adapters import mongo as mongo_adapter
+from tm_adapters.reminder_store import DELIVERIES, MongoReminderStore
 from tm_adapters.task_store import COLLECTION, MongoTaskStore
 from tm_domain import storage
 from tm_service.app import create_app
@@ -50,12 +54,13 @@ async def test_start_up_creates_the_indexes_and_starting_twice_is_fine(
         ("reminder.sentAt", 1),
     ) in keys
     assert (("outboxPending", 1),) in keys
+    assert (("tenantId", 1), ("assignedBy", 1), ("taskDate", 1)) in keys
     for channel in ("sms", "email"):
         assert (
             (f"reminder.deliveries.{channel}.state", 1),
             (f"reminder.deliveries.{channel}.dueAt", 1),
         ) in keys
-    assert len(info) == 11  # the ten above and _id
+    assert len(info) == 12  # the eleven above and _id
 
 
 async def _store(settings: ServiceSettings) -> tuple[Any, MongoTaskStore]:
@@ -83,82 +88,6 @@ def _task(store: MongoTaskStore, **fields: Any) -> dict[str, Any]:
         "outboxPending": True,
         **fields,
     }
-
-
-async def test_dropping_published_events_keeps_those_written_since(
-    settings: ServiceSettings, mongo: AsyncMongoClient[Any]
-) -> None:
-    client, store = await _store(settings)
-    try:
-        task = _task(store)
-        await store.insert(task)
-        pending = await store.pending_events(limit=10)
-        await store.write(
-            ALICE, task["_id"], write_seq=1, changes={"title": "u"}, event={"id": "e2"}
-        )
-
-        await store.drop_events(task["_id"], [e["id"] for e in pending[0].events])
-
-        left = await store.pending_events(limit=10)
-        await store.drop_events(task["_id"], ["e2"])
-        none_left = await store.pending_events(limit=10)
-    finally:
-        await client.close()
-
-    assert [e["id"] for e in pending[0].events] == ["e1"]
-    assert [[e["id"] for e in entry.events] for entry in left] == [["e2"]]
-    assert none_left == []
-
-
-async def test_events_of_reads_the_named_tasks_that_have_pending_events(
-    settings: ServiceSettings, mongo: AsyncMongoClient[Any]
-) -> None:
-    client, store = await _store(settings)
-    try:
-        pending, published, other = _task(store), _task(store), _task(store)
-        published.update(outbox=[], outboxPending=False)
-        for task in (pending, published, other):
-            await store.insert(task)
-
-        entries = await store.events_of(
-            [pending["_id"], published["_id"], "not-an-id", str(ObjectId())]
-        )
-    finally:
-        await client.close()
-
-    assert [(e.task_id, [ev["id"] for ev in e.events]) for e in entries] == [
-        (pending["_id"], ["e1"])
-    ]
-
-
-async def test_a_write_at_an_old_write_seq_changes_nothing(
-    settings: ServiceSettings, mongo: AsyncMongoClient[Any]
-) -> None:
-    client, store = await _store(settings)
-    try:
-        task = _task(store, writeSeq=5)
-        await store.insert(task)
-
-        missed = await store.write(
-            ALICE, task["_id"], write_seq=4, changes={"title": "x"}, event={"id": "e"}
-        )
-        other_user = await store.write(
-            storage.User("tenant-1", "user-b"),
-            task["_id"],
-            write_seq=5,
-            changes={"title": "x"},
-            event={"id": "e"},
-        )
-        unknown = await store.get(ALICE, "not-an-object-id")
-        kept = await store.get(ALICE, task["_id"])
-    finally:
-        await client.close()
-
-    assert missed is None
-    assert other_user is None
-    assert unknown is None
-    assert kept is not None and kept["title"] == "t" and kept["version"] == 1
-    assert "outbox" not in kept
 
 
 async def test_a_lock_left_by_a_dead_writer_is_taken_over_after_its_lease(
@@ -348,3 +277,19 @@ async def test_update_where_writes_only_a_matching_document(
     assert after == written
     assert prior == written
     assert stored == {"_id": 1, "writeSeq": 3, "title": "e"}
+
+
+async def test_the_history_index_is_created_once_and_again_without_error(
+    reminder_store: MongoReminderStore,
+) -> None:
+    await reminder_store.ensure_indexes()
+    second = MongoReminderStore(reminder_store.tasks.database)
+
+    await second.ensure_indexes()
+
+    indexes = await reminder_store.tasks.database[DELIVERIES].index_information()
+    assert indexes["tenant_user_task"]["key"] == [
+        ("tenantId", 1),
+        ("userId", 1),
+        ("taskId", 1),
+    ]

@@ -4,6 +4,10 @@ Both run against the real servers of `scripts/infra up`, on a database and a
 Kafka topic of their own, with the worker's providers aimed at the fake
 Twilio and SendGrid in this process. The end-to-end tests and the benchmarks
 read what the providers received, and when, from the fakes.
+
+`DevPlatform` is the same face over the single-process mode: one `tmctl dev`
+process, on SQLite in a folder of its own, aimed at the same fakes, with the
+servers' addresses pointed where nothing listens.
 """
 
 from __future__ import annotations
@@ -54,8 +58,16 @@ def iso(moment: datetime) -> str:
 class Process:
     """One deployable started with its console script, its output in a file."""
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        env: dict[str, str],
+        log_dir: Path,
+        *,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
+        self.args = args
         self.env = env
         self.log = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
         self.popen: subprocess.Popen[bytes] | None = None
@@ -63,7 +75,7 @@ class Process:
     def start(self) -> Process:
         with self.log.open("wb") as out:
             self.popen = subprocess.Popen(
-                [str(BIN / self.name)],
+                [str(BIN / self.name), *self.args],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -159,6 +171,10 @@ class Platform:
 
     def start_service(self) -> None:
         self.service.start()
+        self.start_service_answering()
+
+    def start_service_answering(self) -> None:
+        """Wait until the service answers /healthz."""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             self.service.must_be_running()
@@ -289,6 +305,69 @@ class Platform:
         self.providers.stop()
         with MongoClient(self.env["TM_MONGODB_URI"]) as client:
             client.drop_database(self.database)
+
+
+class DevPlatform(Platform):
+    """`tmctl dev` in place of the service and the worker: one process."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.database = ""
+        self.providers = FakeProviders().start()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_dir = log_dir
+        self.data_dir = log_dir / f"dev-data-{uuid.uuid4().hex[:6]}"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("TM_")},
+            "TM_ENVIRONMENT": "development",
+            # Nothing listens at these: the mode must not need them.
+            "TM_MONGODB_URI": "mongodb://127.0.0.1:1/",
+            "TM_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+            "TM_REDIS_URL": "redis://127.0.0.1:1/0",
+            "TM_JWT_SECRET": SECRET,
+            "TM_DATA_DIR": str(self.data_dir),
+            "TM_TWILIO_ACCOUNT_SID": TWILIO_ACCOUNT_SID,
+            "TM_TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
+            "TM_TWILIO_FROM_NUMBER": "+15005550006",
+            "TM_TWILIO_API_BASE": self.providers.url,
+            "TM_SENDGRID_API_KEY": SENDGRID_API_KEY,
+            "TM_SENDGRID_FROM_EMAIL": "reminders@time-manager.test",
+            "TM_SENDGRID_API_HOST": self.providers.url,
+            "TM_DELIVERY_BACKOFF_BASE_MS": "200",
+            "TM_DELIVERY_SEND_TIMEOUT_MS": "3000",
+            "TM_SWEEP_INTERVAL_MS": "2000",
+        }
+        self.service = self._process()
+        self.worker: Process | None = None
+        self.http = httpx.Client(base_url=self.url, timeout=10)
+
+    def _process(self) -> Process:
+        return Process(
+            "tmctl", self.env, self.log_dir, args=("dev", "--port", str(self.port))
+        )
+
+    def start_service(self) -> None:
+        self.service.start()
+        self.worker = self.service
+        self.service.wait_for_line("tmctl dev: the API is on")
+        self.start_service_answering()
+
+    def start_worker(self) -> Process:
+        """The process again, if it is not running: it is the worker too."""
+        if not self.popen_running():
+            self.service = self._process()
+            self.start_service()
+        assert self.worker is not None
+        return self.worker
+
+    def popen_running(self) -> bool:
+        popen = self.service.popen
+        return popen is not None and popen.poll() is None
+
+    def close(self) -> None:
+        self.service.kill(signal.SIGTERM)
+        self.http.close()
+        self.providers.stop()
 
 
 def for_task(task: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:

@@ -16,6 +16,8 @@ PACKAGES = {
     "tm_service": ROOT / "services" / "tm_service",
     "tm_streams": ROOT / "streams" / "tm_streams",
     "tm_operator": ROOT / "operator" / "tm_operator",
+    "tm_local": ROOT / "local" / "tm_local",
+    "tm_cli": ROOT / "cli" / "tm_cli",
 }
 
 # What each of our packages may import from the others.
@@ -25,6 +27,10 @@ ALLOWED = {
     "tm_service": {"tm_domain", "tm_adapters"},
     "tm_streams": {"tm_domain", "tm_adapters"},
     "tm_operator": {"tm_domain", "tm_adapters"},
+    # The single-process mode is the service with the engine beside it.
+    "tm_local": {"tm_domain", "tm_adapters", "tm_service"},
+    # `tmctl dev` runs the single-process mode; every other command is HTTP.
+    "tm_cli": {"tm_local"},
 }
 
 

@@ -24,6 +24,12 @@ def _table(found: dict[str, Any]) -> Any:
     lag = "unknown" if overdue is None else f"{overdue} overdue deliveries"
     if oldest is not None:
         lag += f", oldest {oldest}s late"
+    consumer = worker.get("consumerLag") or {}
+    behind = consumer.get("total")
+    if behind is None:
+        lag += "; task events unread: unknown"
+    else:
+        lag += f"; {behind} task events unread"
     rows.append(("worker", "lagging" if overdue else "ok", lag))
 
     return output.table("status", ["component", "state", "detail"], rows)

@@ -10,9 +10,11 @@ import asyncio
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
+from tm_adapters.consumer_lag import consumer_lag
 from tm_domain import storage
 from tm_domain.errors import NotFound
 from tm_service import responses, schemas
@@ -101,7 +103,7 @@ async def purge(
         {
             **purged.to_dict(),
             "dryRun": dry_run,
-            "retentionDays": service.retention_days,
+            "retentionDays": await service.retention_of(admin.tenant_id),
         },
     )
 
@@ -188,12 +190,26 @@ async def _tenant(request: Request, tenant_id: str) -> dict[str, Any]:
         }
     )
 
+    registered = (
+        None if service.tenants is None else await service.tenants.get(tenant_id)
+    )
     return {
         **counts,
-        "retentionDays": service.retention_days,
+        "retentionDays": await service.retention_of(tenant_id),
+        "registration": None
+        if registered is None
+        else {
+            "displayName": registered.display_name,
+            "active": registered.active,
+            "quotas": {
+                "apiCallsPerMinute": registered.quotas.api_calls_per_minute,
+                "tasksPerHour": registered.quotas.tasks_per_hour,
+                "tasksPerDay": registered.quotas.tasks_per_day,
+            },
+        },
         "source": (
-            "the time service's store: users and tasks it holds; tenants are "
-            "defined by the operator, which this API does not read"
+            "users and tasks from the time service's store; the registration "
+            "(null for a tenant without a TimeServiceTenant) from the operator's"
         ),
     }
 
@@ -220,7 +236,7 @@ async def status(admin: Admin, request: Request) -> Response:
     }
 
     # The worker's lag, seen from its effect: deliveries still scheduled well
-    # after they fell due. Kafka consumer offsets are not read here.
+    # after they fell due.
     service = service_of(request)
     now = service.clock()
     grace = timedelta(seconds=settings.status_overdue_grace_s)
@@ -235,6 +251,20 @@ async def status(admin: Admin, request: Request) -> Response:
         }
     except storage.StoreUnavailable:
         worker = {"overdueDeliveries": None, "detail": "MongoDB unavailable"}
+
+    # And from its input: the task events its consumer group has not read.
+    try:
+        lag = await consumer_lag(
+            settings, timeout_s=settings.readiness_timeout_ms / 1000
+        )
+        worker["consumerLag"] = {
+            "group": lag.group,
+            "topic": lag.topic,
+            "total": lag.total,
+            "partitions": {str(p): n for p, n in sorted(lag.partitions.items())},
+        }
+    except (TimeoutError, KafkaError) as exc:
+        worker["consumerLag"] = {"total": None, "detail": type(exc).__name__}
 
     return responses.ok(
         request,

@@ -35,7 +35,7 @@ _ANSWERS: dict[int | str, dict[str, Any]] = {
     200: {
         "description": (
             "One result per operation, in order; partial success is normal. "
-            "Statuses of results: 200, 201, 400, 404, 409, 503."
+            "Statuses of results: 200, 201, 400, 403, 404, 409, 503."
         ),
         "headers": {
             "Idempotent-Replayed": {

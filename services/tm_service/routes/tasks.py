@@ -7,13 +7,14 @@ anyone else answers 404, exactly like a task that does not exist.
 from __future__ import annotations
 
 from datetime import date
+from enum import StrEnum
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from tm_domain import storage
+from tm_domain import search, storage
 from tm_domain import tasks as task_rules
 from tm_domain.errors import InvalidInput, Problem
 from tm_service import responses, schemas
@@ -77,7 +78,7 @@ async def _cached_view(
     return responses.ok_rendered(request, data)
 
 
-def _query_date(name: str, value: str) -> date:
+def query_date(name: str, value: str) -> date:
     try:
         return date.fromisoformat(schemas.calendar_date(value))
     except ValueError as exc:
@@ -95,6 +96,24 @@ def _whole_number(value: str, low: int, high: int) -> int | None:
         return int(text)
 
     return None
+
+
+def month_of(month: str, year: str) -> task_rules.DateRange:
+    """The days of a month named by query parameters; InvalidInput if bad."""
+    month_number = _whole_number(month, 1, 12)
+    year_number = _whole_number(year, schemas.YEAR_MIN, schemas.YEAR_MAX)
+    if month_number is None or year_number is None:
+        problems = [
+            Problem(name, f"must be a whole number from {low} to {high}")
+            for name, number, low, high in (
+                ("month", month_number, 1, 12),
+                ("year", year_number, schemas.YEAR_MIN, schemas.YEAR_MAX),
+            )
+            if number is None
+        ]
+        raise InvalidInput(problems)
+
+    return task_rules.month(year_number, month_number)
 
 
 @router.post(
@@ -126,7 +145,7 @@ async def daily_view(
     request: Request,
     day: Annotated[str, Query(alias="date", description="YYYY-MM-DD")],
 ) -> Response:
-    dates = task_rules.day(_query_date("date", day))
+    dates = task_rules.day(query_date("date", day))
     return await _cached_view(request, service, user, "daily", dates)
 
 
@@ -144,7 +163,7 @@ async def weekly_view(
         str, Query(alias="weekStart", description="YYYY-MM-DD, the first day")
     ],
 ) -> Response:
-    dates = task_rules.week(_query_date("weekStart", week_start))
+    dates = task_rules.week(query_date("weekStart", week_start))
     return await _cached_view(request, service, user, "weekly", dates)
 
 
@@ -161,21 +180,77 @@ async def monthly_view(
     month: Annotated[str, Query(description="1 to 12")],
     year: Annotated[str, Query(description="YYYY")],
 ) -> Response:
-    month_number = _whole_number(month, 1, 12)
-    year_number = _whole_number(year, schemas.YEAR_MIN, schemas.YEAR_MAX)
-    if month_number is None or year_number is None:
-        problems = [
-            Problem(name, f"must be a whole number from {low} to {high}")
-            for name, number, low, high in (
-                ("month", month_number, 1, 12),
-                ("year", year_number, schemas.YEAR_MIN, schemas.YEAR_MAX),
-            )
-            if number is None
-        ]
-        raise InvalidInput(problems)
+    return _tasks(request, await service.view(user, month_of(month, year)))
 
-    dates = task_rules.month(year_number, month_number)
-    return _tasks(request, await service.view(user, dates))
+
+def _choice(name: str, value: str | None, kind: type[StrEnum]) -> Any:
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(str(member) for member in kind)
+        raise InvalidInput([Problem(name, f"must be one of {allowed}")]) from None
+
+
+def _flag(name: str, value: str | None) -> bool | None:
+    if value is None:
+        return None
+    if value not in ("true", "false"):
+        raise InvalidInput([Problem(name, "must be true or false")])
+    return value == "true"
+
+
+@router.get(
+    "/search",
+    response_model=schemas.Success[schemas.SearchPage],
+    responses=_REFUSED,
+    summary="Search the tasks, a page at a time",
+    description=(
+        "Every parameter narrows the search; results come in the order of "
+        f"the views, at most {search.LIMIT_MAX} a page (default "
+        f"{search.LIMIT_DEFAULT}), and `data.nextCursor` leads to the next page."
+    ),
+)
+async def search_tasks(
+    user: CurrentUser,
+    service: Tasks,
+    request: Request,
+    q: Annotated[str | None, Query(description="Text in the title or notes")] = None,
+    tags: Annotated[
+        str | None, Query(description="Comma-separated; all must be present")
+    ] = None,
+    category: Annotated[str | None, Query()] = None,
+    priority: Annotated[str | None, Query(description="low, medium or high")] = None,
+    session: Annotated[
+        str | None, Query(description="morning, afternoon or evening")
+    ] = None,
+    completed: Annotated[str | None, Query(description="true or false")] = None,
+    first: Annotated[str | None, Query(alias="from", description="YYYY-MM-DD")] = None,
+    last: Annotated[str | None, Query(alias="to", description="YYYY-MM-DD")] = None,
+    cursor: Annotated[str | None, Query()] = None,
+    limit: Annotated[str | None, Query(description="1 to 100")] = None,
+) -> Response:
+    page_size = search.LIMIT_DEFAULT
+    if limit is not None:
+        page_size = _whole_number(limit, 1, search.LIMIT_MAX) or 0
+    query = search.SearchQuery(
+        text=q,
+        tags=tuple(t.strip() for t in tags.split(",")) if tags is not None else (),
+        category=category,
+        priority=_choice("priority", priority, task_rules.Priority),
+        session=_choice("session", session, task_rules.Session),
+        completed=_flag("completed", completed),
+        first=None if first is None else query_date("from", first).isoformat(),
+        last=None if last is None else query_date("to", last).isoformat(),
+    )
+    found, next_cursor = await service.search(
+        user, query, cursor=cursor, limit=page_size
+    )
+    page = schemas.SearchPage(
+        items=[schemas.task_public(t) for t in found], next_cursor=next_cursor
+    )
+    return responses.ok(request, page.model_dump(mode="json", by_alias=True))
 
 
 @router.get(
