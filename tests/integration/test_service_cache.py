@@ -200,3 +200,36 @@ async def test_redis_going_away_mid_test_degrades_to_the_store_and_never_serves_
     # The entry still in Redis predates the write it could not be told of.
     assert sorted(after) == ["Before", "During"]
     assert metric(page, "tm_redis_unavailable_total", component="cache") >= 2
+
+
+async def test_a_reassigned_task_leaves_the_cached_views_of_one_member_for_the_other(
+    client: Any, bearer: Bearer, example: Any
+) -> None:
+    owner = bearer(sub="olga", role="owner")
+    for member in ("mia", "ben"):
+        await client.put(f"/api/v1/owner/time/team/members/{member}", headers=owner)
+    body = {**example(title="Demo", reminder=None), "assigneeId": "mia"}
+    task = (
+        await client.post("/api/v1/owner/time/tasks", json=body, headers=owner)
+    ).json()["data"]
+    mia_before = await titles(client, lambda: bearer(sub="mia"), f"daily?date={DAY}")
+    ben_before = await titles(client, lambda: bearer(sub="ben"), f"daily?date={DAY}")
+
+    moved = await client.put(
+        f"/api/v1/owner/time/tasks/{task['_id']}",
+        json={**body, "assigneeId": "ben", "version": task["version"]},
+        headers=owner,
+    )
+    member_batch = await client.post(
+        f"{TASKS}/batch",
+        json={"operations": [{"op": "delete", "id": task["_id"]}]},
+        headers=bearer(sub="ben"),
+    )
+
+    assert moved.status_code == 200, moved.text
+    assert (mia_before, ben_before) == (["Demo"], [])
+    assert await titles(client, lambda: bearer(sub="mia"), f"daily?date={DAY}") == []
+    assert await titles(client, lambda: bearer(sub="ben"), f"daily?date={DAY}") == [
+        "Demo"
+    ]
+    assert member_batch.json()["data"]["results"][0]["status"] == 403
