@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from tm_adapters import connections
 from tm_adapters.settings import ConnectionSettings
 
 
@@ -34,13 +35,17 @@ async def consumer_lag(settings: ConnectionSettings, *, timeout_s: float) -> Lag
     """
     group, topic = settings.streams_app_id, settings.kafka_task_events_topic
     timeout_ms = max(1000, int(timeout_s * 1000))
+    security = connections.kafka_options(settings)
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=timeout_ms
+        bootstrap_servers=settings.kafka_bootstrap,
+        request_timeout_ms=timeout_ms,
+        **security,
     )
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         request_timeout_ms=timeout_ms,
         enable_auto_commit=False,
+        **security,
     )
     try:
         async with asyncio.timeout(timeout_s):

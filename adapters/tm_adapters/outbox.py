@@ -31,6 +31,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from tm_adapters import connections
 from tm_adapters.settings import ConnectionSettings
 from tm_domain import storage
 
@@ -88,6 +89,7 @@ class KafkaPublisher:
         self.bootstrap = settings.kafka_bootstrap
         self.topic = settings.kafka_task_events_topic
         self.request_timeout_ms = request_timeout_ms
+        self.security = connections.kafka_options(settings)
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -133,13 +135,7 @@ class KafkaPublisher:
         async with self._lock:
             if self._producer is not None:
                 return self._producer
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap,
-                acks="all",
-                enable_idempotence=True,
-                request_timeout_ms=self.request_timeout_ms,
-                client_id="tm-service-outbox",
-            )
+            producer = self.new_producer()
             try:
                 await producer.start()
             except BaseException:
@@ -150,6 +146,17 @@ class KafkaPublisher:
             self._producer = producer
 
             return producer
+
+    def new_producer(self) -> AIOKafkaProducer:
+        """A producer with this publisher's options, not started."""
+        return AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            request_timeout_ms=self.request_timeout_ms,
+            client_id="tm-service-outbox",
+            **self.security,
+        )
 
     async def _reset(self) -> None:
         producer, self._producer = self._producer, None

@@ -98,10 +98,15 @@ class RedisLink:
         *,
         timeout_s: float,
         retry_s: float,
+        password: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`password` is used when the URL carries none."""
         self.client: redis.Redis = redis.Redis.from_url(
-            url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
+            url,
+            password=password,
+            socket_connect_timeout=timeout_s,
+            socket_timeout=timeout_s,
         )
         self.retry_s = retry_s
         self.clock = clock

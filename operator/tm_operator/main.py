@@ -37,6 +37,7 @@ def main() -> None:
         settings=operator_settings,
         clusterwide=True,
         standalone=True,
+        liveness_endpoint=settings.operator_liveness_endpoint,
     )
 
 

@@ -26,6 +26,11 @@ class OperatorSettings(ConnectionSettings):
     nothing changed; a change publishes within a second. Default: 60."""
     retention_interval_s: float = Field(default=3600.0, ge=1.0, le=86_400.0)
     """Seconds between two purges of a tenant's expired data. Default: 3600."""
+    operator_liveness_endpoint: str | None = Field(
+        default=None, pattern=r"^http://[^/\s]+:[0-9]{1,5}/[-\w./]*$"
+    )
+    """URL kopf serves its liveness probe at, such as
+    `http://0.0.0.0:8080/healthz`; unset, none is served. Default: unset."""
     retry_delay_s: float = Field(default=10.0, ge=0.1, le=600.0)
     """Seconds before a handler that met an unavailable server runs again;
     kopf backs off from there. Default: 10."""

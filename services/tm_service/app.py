@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from tm_adapters import mongo, redis_state
+from tm_adapters import connections, mongo, redis_state
 from tm_adapters.outbox import KafkaPublisher, OutboxRelay, Publisher, RelaySettings
 from tm_adapters.privacy_store import MongoPrivacyStore
 from tm_adapters.task_store import MongoTaskStore
@@ -203,6 +203,7 @@ async def _start(
             settings.redis_url,
             timeout_s=settings.redis_timeout_ms / 1000,
             retry_s=settings.redis_retry_ms / 1000,
+            password=connections.redis_password(settings),
         )
         stack.push_async_callback(link.close)
         prefix = settings.redis_key_prefix

@@ -28,7 +28,7 @@ from tm_adapters import mongo, providers
 from tm_adapters.reminder_store import MongoReminderStore
 from tm_domain.delivery import Outcome, ReminderEngine, Result, Sender
 from tm_domain.events import TaskEvent
-from tm_streams import routing
+from tm_streams import brokers, routing
 from tm_streams.metrics import Consumer, Metrics, consumer_lag
 from tm_streams.settings import StreamsSettings
 
@@ -188,6 +188,7 @@ def create_app(
     app = faust.App(
         settings.streams_app_id,
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
+        broker_credentials=brokers.credentials(settings),
         store="memory://",
         datadir=str(settings.streams_data_dir),
         autodiscover=False,

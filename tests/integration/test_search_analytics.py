@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import random
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-from pymongo import AsyncMongoClient
-
-from tm_adapters.task_store import MongoTaskStore
-from tm_domain import search
-from tm_domain.search import Position, SearchQuery
-from tm_domain.storage import User
-from tm_domain.tasks import Priority, Session, sort_key
-from tm_service.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
 
@@ -222,69 +212,3 @@ async def test_bad_analytics_ranges_get_a_validation_error(
 
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "VALIDATION_ERROR"
-
-
-async def test_the_store_selects_and_orders_as_the_search_rules_say(
-    settings: ServiceSettings, mongo: AsyncMongoClient[Any]
-) -> None:
-    store = MongoTaskStore(mongo[settings.mongodb_database])
-    await store.prepare()
-    user = User("tenant-1", "contract")
-    stranger = User("tenant-1", "someone-else")
-    rng = random.Random(7)
-    tasks = []
-    for _ in range(40):
-        day = f"2030-03-{rng.randint(1, 4):02d}"
-        session = rng.choice(["morning", "afternoon", "evening"])
-        time_of_day = rng.choice([None, "09:00", "09:00", "14:30"])
-        tasks.append(
-            {
-                "_id": store.new_id(),
-                "tenantId": user.tenant_id,
-                "userId": user.user_id,
-                "title": rng.choice(["Dentist", "Standup", "Gym (legs)", "Call Mum"]),
-                "notes": rng.choice([None, "bring the X-ray", "a.b*c"]),
-                "taskDate": day,
-                "session": session,
-                "timeOfDay": time_of_day,
-                "priority": rng.choice(["low", "medium", "high"]),
-                "category": rng.choice([None, "work", "health"]),
-                "tags": rng.sample(["a", "b", "c"], rng.randint(0, 3)),
-                "completed": rng.random() < 0.3,
-                "sortKey": sort_key(day, session, time_of_day),
-                "deletedAt": None if rng.random() < 0.9 else datetime.now(UTC),
-                "version": 1,
-                "writeSeq": 1,
-                "outbox": [],
-                "outboxPending": False,
-            }
-        )
-    for task in tasks:
-        await store.insert(task)
-    await store.insert({**tasks[0], "_id": store.new_id(), "userId": stranger.user_id})
-    queries = [
-        SearchQuery(),
-        SearchQuery(text="x-ray"),
-        SearchQuery(text="(LEGS)"),
-        SearchQuery(text="a.b*"),
-        SearchQuery(tags=("a", "b")),
-        SearchQuery(category="work", completed=False),
-        SearchQuery(priority=Priority.HIGH, session=Session.MORNING),
-        SearchQuery(first="2030-03-02", last="2030-03-03", tags=("c",)),
-    ]
-
-    for query in queries:
-        expected = sorted(
-            (t for t in tasks if t["deletedAt"] is None and search.matches(t, query)),
-            key=search.order_key,
-        )
-        pages: list[str] = []
-        after = None
-        while True:
-            page = await store.search(user, query, after=after, limit=4)
-            pages += [t["_id"] for t in page]
-            if len(page) < 4:
-                break
-            after = Position(*search.order_key(page[-1]))
-
-        assert pages == [t["_id"] for t in expected], query

@@ -3,13 +3,16 @@ conditional writes, the outbox. Every test runs against both stores."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from tests.support.stores import Backend
-from tm_domain import storage
+from tm_domain import search, storage
+from tm_domain.search import Position, SearchQuery
+from tm_domain.tasks import Priority, Session, sort_key
 
 pytestmark = pytest.mark.integration
 
@@ -193,3 +196,129 @@ async def test_instants_keep_milliseconds_as_both_stores_do(backend: Backend) ->
 
     assert read is not None
     assert read["createdAt"] == precise.replace(microsecond=123_000)
+
+
+async def test_search_selects_and_orders_as_the_search_rules_say(
+    backend: Backend,
+) -> None:
+    store = backend.tasks
+    user = storage.User("tenant-1", "contract")
+    stranger = storage.User("tenant-1", "someone-else")
+    rng = random.Random(7)
+    tasks = []
+    for _ in range(40):
+        day = f"2030-03-{rng.randint(1, 4):02d}"
+        session = rng.choice(["morning", "afternoon", "evening"])
+        time_of_day = rng.choice([None, "09:00", "09:00", "14:30"])
+        tasks.append(
+            {
+                "_id": store.new_id(),
+                "tenantId": user.tenant_id,
+                "userId": user.user_id,
+                "title": rng.choice(["Dentist", "Standup", "Gym (legs)", "Call Mum"]),
+                "notes": rng.choice([None, "bring the X-ray", "a.b*c"]),
+                "taskDate": day,
+                "session": session,
+                "timeOfDay": time_of_day,
+                "priority": rng.choice(["low", "medium", "high"]),
+                "category": rng.choice([None, "work", "health"]),
+                "tags": rng.sample(["a", "b", "c"], rng.randint(0, 3)),
+                "completed": rng.random() < 0.3,
+                "sortKey": sort_key(day, session, time_of_day),
+                "deletedAt": None if rng.random() < 0.9 else datetime.now(UTC),
+                "version": 1,
+                "writeSeq": 1,
+                "outbox": [],
+                "outboxPending": False,
+            }
+        )
+    for task in tasks:
+        await store.insert(task)
+    await store.insert({**tasks[0], "_id": store.new_id(), "userId": stranger.user_id})
+    queries = [
+        SearchQuery(),
+        SearchQuery(text="x-ray"),
+        SearchQuery(text="(LEGS)"),
+        SearchQuery(text="a.b*"),
+        SearchQuery(tags=("a", "b")),
+        SearchQuery(category="work", completed=False),
+        SearchQuery(priority=Priority.HIGH, session=Session.MORNING),
+        SearchQuery(first="2030-03-02", last="2030-03-03", tags=("c",)),
+    ]
+
+    for query in queries:
+        expected = sorted(
+            (t for t in tasks if t["deletedAt"] is None and search.matches(t, query)),
+            key=search.order_key,
+        )
+        pages: list[str] = []
+        after = None
+        while True:
+            page = await store.search(user, query, after=after, limit=4)
+            pages += [t["_id"] for t in page]
+            if len(page) < 4:
+                break
+            after = Position(*search.order_key(page[-1]))
+
+        assert pages == [t["_id"] for t in expected], query
+
+
+async def test_an_owners_reads_see_only_what_they_assigned(backend: Backend) -> None:
+    owner, other_owner = "olga", "oscar"
+    assigned = _task(
+        backend, userId="mia", assignedBy=owner, taskDate="2030-01-15", outbox=[]
+    )
+    elsewhere = _task(
+        backend,
+        userId="mia",
+        assignedBy=owner,
+        tenantId="tenant-2",
+        taskDate="2030-01-15",
+    )
+    to_ben = _task(
+        backend,
+        userId="ben",
+        assignedBy=owner,
+        taskDate="2030-01-16",
+        sortKey="2030-01-16|0|--:--",
+    )
+    by_oscar = _task(backend, userId="ben", assignedBy=other_owner)
+    own = _task(backend, userId="mia", taskDate="2030-01-15")
+    gone = _task(backend, userId="mia", assignedBy=owner, deletedAt=NOW)
+    await backend.put(assigned, elsewhere, to_ben, by_oscar, own, gone)
+
+    team = await backend.tasks.assigned_between(
+        "tenant-1", owner, "2030-01-01", "2030-01-31", member=None, limit=10
+    )
+    mias = await backend.tasks.assigned_between(
+        "tenant-1", owner, "2030-01-01", "2030-01-31", member="mia", limit=10
+    )
+    found = await backend.tasks.get_assigned("tenant-1", owner, str(assigned["_id"]))
+    not_mine = await backend.tasks.get_assigned("tenant-1", owner, str(by_oscar["_id"]))
+    deleted = await backend.tasks.get_assigned("tenant-1", owner, str(gone["_id"]))
+    nonsense = await backend.tasks.get_assigned("tenant-1", owner, "no-such-id")
+
+    assert [t["_id"] for t in team] == [str(assigned["_id"]), str(to_ben["_id"])]
+    assert [t["_id"] for t in mias] == [str(assigned["_id"])]
+    assert found is not None and found["userId"] == "mia"
+    assert (not_mine, deleted, nonsense) == (None, None, None)
+
+
+async def test_a_membership_is_added_once_and_removed_once(backend: Backend) -> None:
+    teams = backend.teams
+
+    first = await teams.add("tenant-1", "olga", "mia")
+    again = await teams.add("tenant-1", "olga", "mia")
+    await teams.add("tenant-1", "olga", "ben")
+    await teams.add("tenant-2", "olga", "zoe")
+    members = await teams.members("tenant-1", "olga")
+    is_member = await teams.is_member("tenant-1", "olga", "mia")
+    elsewhere = await teams.is_member("tenant-1", "olga", "zoe")
+    removed = await teams.remove("tenant-1", "olga", "mia")
+    removed_again = await teams.remove("tenant-1", "olga", "mia")
+
+    assert (first, again) == (True, False)
+    assert members == ["ben", "mia"]
+    assert (is_member, elsewhere) == (True, False)
+    assert (removed, removed_again) == (True, False)
+    assert await teams.members("tenant-1", "olga") == ["ben"]

@@ -1,7 +1,7 @@
 """The two storage backends behind one face, for the tests of the storage contract.
 
-A `Backend` holds the three stores of one database (task, reminder and
-privacy store) and the few raw operations a test needs to arrange a state
+A `Backend` holds the four stores of one database (task, reminder, privacy
+and team store) and the few raw operations a test needs to arrange a state
 or read it back without going through the store under test: put a task
 document as it is, read one whole, change fields of one, list the claims
 held. `backend` is a fixture with one instance per store, MongoDB wire
@@ -30,7 +30,9 @@ from tm_adapters.settings import ConnectionSettings
 from tm_adapters.sqlite_privacy_store import SqlitePrivacyStore
 from tm_adapters.sqlite_reminder_store import SqliteReminderStore
 from tm_adapters.sqlite_task_store import SqliteTaskStore
+from tm_adapters.sqlite_team_store import SqliteTeamStore
 from tm_adapters.task_store import MongoTaskStore
+from tm_adapters.team_store import MongoTeamStore
 
 Document = dict[str, Any]
 
@@ -40,6 +42,7 @@ class Backend(Protocol):
     tasks: MongoTaskStore | SqliteTaskStore
     reminders: MongoReminderStore | SqliteReminderStore
     privacy: MongoPrivacyStore | SqlitePrivacyStore
+    teams: MongoTeamStore | SqliteTeamStore
 
     async def put(self, *documents: Document) -> None:
         """Store task documents as they are; their `_id` becomes text."""
@@ -79,6 +82,7 @@ class MongoBackend:
         self.tasks = MongoTaskStore(db)
         self.reminders = MongoReminderStore(db)
         self.privacy = MongoPrivacyStore(db)
+        self.teams = MongoTeamStore(db)
 
     async def put(self, *documents: Document) -> None:
         _text_ids(*documents)
@@ -118,6 +122,7 @@ class SqliteBackend:
         self.tasks = SqliteTaskStore(self.db)
         self.reminders = SqliteReminderStore(self.db)
         self.privacy = SqlitePrivacyStore(self.db)
+        self.teams = SqliteTeamStore(self.db)
         self._others: list[sqlite.Database] = []
 
     async def put(self, *documents: Document) -> None:
@@ -216,6 +221,7 @@ async def backend(
     try:
         await remote.tasks.prepare()
         await remote.privacy.prepare()
+        await remote.teams.prepare()
         yield remote
     finally:
         await client.drop_database(settings.mongodb_database)

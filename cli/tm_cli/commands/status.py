@@ -14,9 +14,9 @@ from tm_cli.output import Format, OutputOption
 
 def _table(found: dict[str, Any]) -> Any:
     rows = []
-    for name in ("api", "mongodb", "kafka", "redis"):
-        if name in found:
-            part = found[name]
+    # The API, then whatever servers this deployment uses, as it reports them.
+    for name, part in found.items():
+        if isinstance(part, dict) and "state" in part:
             rows.append((name, part["state"], part.get("detail")))
     worker = found.get("worker") or {}
     overdue = worker.get("overdueDeliveries")
@@ -36,7 +36,7 @@ def _table(found: dict[str, Any]) -> Any:
 
 
 def command(ctx: typer.Context, fmt: OutputOption = Format.TABLE) -> None:
-    """Check the API, MongoDB, Kafka, Redis and how late the worker runs.
+    """Check the API, its store and servers, and how late the worker runs.
 
     Exits 7 when a server is down or the worker has overdue deliveries.
 
