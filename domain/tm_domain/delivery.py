@@ -79,6 +79,19 @@ class Result(StrEnum):
     FAILED = "failed"
 
 
+class FailureReason(StrEnum):
+    """Why a delivery failed for good, in few enough words to count by."""
+
+    MISSED = "missed"
+    """Later than the lateness limit; never attempted."""
+    NO_PROVIDER = "no_provider"
+    """No sender for the channel."""
+    REJECTED = "rejected"
+    """The provider refused the message for good (a 4xx)."""
+    EXHAUSTED = "exhausted"
+    """Transient failures until the attempts ran out."""
+
+
 @dataclass(frozen=True)
 class Settlement:
     """How a claimed delivery ended this time."""
@@ -90,6 +103,8 @@ class Settlement:
     error: str | None = None
     next_due_at: datetime | None = None
     lateness: timedelta | None = None
+    reason: FailureReason | None = None
+    """Set when `result` is FAILED."""
 
 
 class ReminderStore(Protocol):
@@ -286,6 +301,7 @@ class ReminderEngine:
                     f"missed: due {_minutes(late)} ago, past the limit of "
                     f"{_minutes(self.settings.lateness.max_lateness)}"
                 ),
+                reason=FailureReason.MISSED,
             )
         else:
             settlement = await self._send(claim)
@@ -317,6 +333,7 @@ class ReminderEngine:
                 at=self.clock(),
                 attempted=False,
                 error=f"no provider configured for {claim.due.channel}",
+                reason=FailureReason.NO_PROVIDER,
             )
         try:
             provider_id = await asyncio.wait_for(
@@ -343,7 +360,11 @@ class ReminderEngine:
         except PermanentDelivery as exc:
             # Give up: the provider refused this message for good.
             return Settlement(
-                Result.FAILED, at=self.clock(), attempted=True, error=exc.detail
+                Result.FAILED,
+                at=self.clock(),
+                attempted=True,
+                error=exc.detail,
+                reason=FailureReason.REJECTED,
             )
 
         sent_at = self.clock()
@@ -363,6 +384,7 @@ class ReminderEngine:
                 at=now,
                 attempted=True,
                 error=f"{error} (gave up after {attempts} attempts)",
+                reason=FailureReason.EXHAUSTED,
             )
 
         return Settlement(

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 import uvicorn
 from fastapi import FastAPI
 
-from tm_adapters import providers, sqlite
+from tm_adapters import memory_state, providers, sqlite
 from tm_adapters.sqlite_privacy_store import SqlitePrivacyStore
 from tm_adapters.sqlite_reminder_store import SqliteReminderStore
 from tm_adapters.sqlite_task_store import SqliteTaskStore
@@ -37,7 +37,7 @@ from tm_domain.delivery import ReminderEngine, Sender
 from tm_local import delivery
 from tm_local.settings import LocalSettings
 from tm_service import devtoken, logs
-from tm_service.app import create_app
+from tm_service.app import SharedState, create_app
 
 TRY_AS = "alice"
 """The user of the token printed at start."""
@@ -199,6 +199,12 @@ async def serve(
             privacy_store=SqlitePrivacyStore(db),
             team_store=SqliteTeamStore(db),
             publisher=delivery.EngineFeed(engine),
+            # Limits, cached views and idempotency keys in this process: no Redis.
+            shared=SharedState(
+                limiter=memory_state.MemoryRateLimiter(),
+                view_cache=memory_state.MemoryViewCache(),
+                idempotency=memory_state.MemoryIdempotencyStore(),
+            ),
             readiness={"sqlite": db.ping},
         )
         host, port = listener.getsockname()[:2]

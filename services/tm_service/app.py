@@ -4,36 +4,78 @@ Start-up creates the store's indexes (a store that cannot be reached fails
 start-up: nothing can be served without it) and starts the outbox relay in
 the background. Kafka and Redis are not needed to start: while they are down
 `/readyz` says so, writes go on, and the relay publishes when Kafka is back.
+
+The rate limiter, the view cache and the idempotency keys are on Redis
+unless given; given all three (`tm_adapters.memory_state` has in-process
+ones), the service neither needs nor checks Redis.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as redis
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
-from tm_adapters import connections, mongo
+from tm_adapters import connections, mongo, redis_state
 from tm_adapters.outbox import KafkaPublisher, OutboxRelay, Publisher, RelaySettings
 from tm_adapters.privacy_store import MongoPrivacyStore
 from tm_adapters.task_store import MongoTaskStore
 from tm_adapters.team_store import MongoTeamStore
 from tm_adapters.tenant_store import MongoTenantStore
-from tm_domain import storage
-from tm_service import errors
-from tm_service.auth import TenantKeys
+from tm_domain import caching, limits, storage
+from tm_service import errors, openapi
+from tm_service.auth import API_KEY_HEADER, TenantKeys
+from tm_service.metrics import Metrics
+from tm_service.metrics import router as metrics_router
 from tm_service.middleware import RequestContext
 from tm_service.privacy import PrivacyService, PurgeJob
+from tm_service.quotas import (
+    ClientLimit,
+    DirectoryKeys,
+    Guard,
+    TenantDirectory,
+    Tenants,
+)
 from tm_service.routes import admin, health
 from tm_service.routes import analytics as analytics_routes
+from tm_service.routes import batch as batch_routes
 from tm_service.routes import owner as owner_routes
 from tm_service.routes import privacy as privacy_routes
 from tm_service.routes import tasks as task_routes
 from tm_service.settings import ServiceSettings
 from tm_service.tasks import TaskService
 from tm_service.teams import TeamService
+from tm_service.views import Views
+
+# What a browser may send and read across origins.
+_CORS_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "X-Request-ID",
+    API_KEY_HEADER,
+]
+_CORS_EXPOSED = [
+    "X-Request-ID",
+    "Retry-After",
+    "RateLimit",
+    "RateLimit-Policy",
+    "Idempotent-Replayed",
+]
+
+
+@dataclass(frozen=True)
+class SharedState:
+    """The components that several replicas share through Redis; any left
+    None is built on Redis from the settings."""
+
+    limiter: limits.RateLimiter | None = None
+    view_cache: caching.ViewCache | None = None
+    idempotency: caching.IdempotencyStore | None = None
 
 
 def create_app(
@@ -44,13 +86,18 @@ def create_app(
     privacy_store: storage.PrivacyStore | None = None,
     team_store: storage.TeamStore | None = None,
     tenant_keys: TenantKeys | None = None,
+    tenants: TenantDirectory | None = None,
+    shared: SharedState | None = None,
     readiness: Mapping[str, health.Check] | None = None,
 ) -> FastAPI:
     """The API; `store`, `privacy_store`, `team_store` and `publisher`
-    replace MongoDB and Kafka when given. `tenant_keys` checks the API keys
-    of administrators' routes; without it every API key is refused and only
-    admin tokens work. `readiness` replaces the checks of MongoDB, Redis and
-    Kafka that `/readyz` runs, for a process that uses none of them."""
+    replace MongoDB and Kafka when given, `shared` Redis. `tenants` is the
+    tenant registry (by default MongoDB's when the task store is, else none:
+    every tenant is allowed with the default quotas). `tenant_keys` checks
+    the API keys of administrators' routes; by default the registry does.
+    `readiness` replaces the checks of MongoDB, Redis and Kafka that
+    `/readyz` runs, for a process that uses none of them."""
+    metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -63,6 +110,8 @@ def create_app(
                 publisher=publisher,
                 privacy_store=privacy_store,
                 team_store=team_store,
+                tenants=tenants,
+                shared=shared or SharedState(),
             )
             if readiness is not None:
                 app.state.readiness = dict(readiness)
@@ -76,14 +125,33 @@ def create_app(
     )
     app.state.settings = settings
     app.state.tenant_keys = tenant_keys
+    app.state.metrics = metrics
     errors.install(app)
     app.include_router(health.router)
+    app.include_router(metrics_router)
+    app.include_router(batch_routes.router)
     app.include_router(task_routes.router)
     app.include_router(analytics_routes.router)
     app.include_router(owner_routes.router)
     app.include_router(privacy_routes.router)
     app.include_router(admin.router)
-    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+
+    # The last added runs first: the request context wraps everything, so
+    # even a request refused for its address is logged and counted.
+    app.add_middleware(ClientLimit)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=_CORS_HEADERS,
+            expose_headers=_CORS_EXPOSED,
+            max_age=600,
+        )
+    app.add_middleware(
+        RequestContext, max_body_bytes=settings.max_body_bytes, metrics=metrics
+    )
+    openapi.install(app)
 
     return app
 
@@ -97,9 +165,10 @@ async def _start(
     publisher: Publisher | None,
     privacy_store: storage.PrivacyStore | None,
     team_store: storage.TeamStore | None,
+    tenants: TenantDirectory | None,
+    shared: SharedState,
 ) -> None:
     readiness: dict[str, Any] = {}
-    tenants: MongoTenantStore | None = None
 
     # The stores, and with them the indexes, before anything else. A task
     # store given without a privacy store leaves the privacy routes off.
@@ -110,7 +179,7 @@ async def _start(
         store = MongoTaskStore(db)
         privacy_store = privacy_store or MongoPrivacyStore(db)
         team_store = team_store or MongoTeamStore(db)
-        tenants = MongoTenantStore(db)
+        tenants = tenants or MongoTenantStore(db)
 
         async def mongodb() -> None:
             await client.admin.command("ping")
@@ -122,19 +191,38 @@ async def _start(
     if team_store is not None:
         await team_store.prepare()
 
-    # Redis connects lazily, so a server that is down only shows in /readyz.
-    redis_client = redis.Redis.from_url(
-        settings.redis_url,
-        password=connections.redis_password(settings),
-        socket_connect_timeout=settings.readiness_timeout_ms / 1000,
-        socket_timeout=settings.readiness_timeout_ms / 1000,
+    # Redis connects lazily, so a server that is down only shows in /readyz;
+    # none is opened when every shared component was given.
+    limiter, view_cache, idempotency = (
+        shared.limiter,
+        shared.view_cache,
+        shared.idempotency,
     )
-    stack.push_async_callback(redis_client.aclose)
+    if limiter is None or view_cache is None or idempotency is None:
+        link = redis_state.RedisLink(
+            settings.redis_url,
+            timeout_s=settings.redis_timeout_ms / 1000,
+            retry_s=settings.redis_retry_ms / 1000,
+            password=connections.redis_password(settings),
+        )
+        stack.push_async_callback(link.close)
+        prefix = settings.redis_key_prefix
+        limiter = limiter or redis_state.RedisRateLimiter(link, prefix=prefix)
+        view_cache = view_cache or redis_state.RedisViewCache(link, prefix=prefix)
+        idempotency = idempotency or redis_state.RedisIdempotencyStore(
+            link, prefix=prefix
+        )
+        readiness["redis"] = link.ping
 
-    async def redis_ping() -> None:
-        await redis_client.ping()
-
-    readiness["redis"] = redis_ping
+    metrics: Metrics = app.state.metrics
+    registry = Tenants(tenants, ttl_s=settings.tenant_cache_s)
+    app.state.guard = Guard(
+        settings, limiter=limiter, registry=registry, metrics=metrics
+    )
+    if app.state.tenant_keys is None and tenants is not None:
+        app.state.tenant_keys = DirectoryKeys(registry)
+    app.state.views = Views(view_cache, settings=settings, metrics=metrics)
+    app.state.idempotency = idempotency
 
     # The relay runs beside the API; it waits out Kafka by itself.
     if publisher is None:
@@ -164,7 +252,10 @@ async def _start(
     app.state.readiness = readiness
     app.state.relay = relay
     app.state.tasks = TaskService(
-        store, after_write=relay.poke, view_limit=settings.view_max_tasks
+        store,
+        after_write=relay.poke,
+        view_limit=settings.view_max_tasks,
+        on_change=app.state.views.invalidate,
     )
     app.state.teams = (
         None if team_store is None else TeamService(team_store, app.state.tasks)

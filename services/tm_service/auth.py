@@ -7,8 +7,11 @@ and write is scoped to the (tenant, user) found here.
 
 Administrators' routes (`/api/v1/admin/`) act on one tenant: the tenant of a
 token whose role is admin, or the tenant a `TenantKeys` finds for the
-`X-API-Key` header. No key source is wired by default, so every API key is
-refused; a deployment plugs one in through `create_app(tenant_keys=...)`.
+`X-API-Key` header: by default the tenant registry the operator writes, which
+keeps each key's SHA-256 (`tm_service.quotas.DirectoryKeys`).
+
+Once the caller is known, `tm_service.quotas.Guard` admits it: its tenant
+must be active, and its calls within the limits.
 """
 
 from __future__ import annotations
@@ -91,8 +94,15 @@ async def identity(
     )
     # For the request log line, written by the middleware.
     request.scope.setdefault("state", {})["tenant"] = found.user.tenant_id
+    await _admit(request, found.user)
 
     return found
+
+
+async def _admit(request: Request, user: storage.User) -> None:
+    guard = getattr(request.app.state, "guard", None)
+    if guard is not None:
+        await guard.admit(request.scope, user)
 
 
 async def current_user(caller: Annotated[Identity, Depends(identity)]) -> storage.User:
@@ -143,6 +153,7 @@ async def admin_caller(
         if tenant_id is None:
             raise Unauthorized("API key not accepted", token_sent=True)
         request.scope.setdefault("state", {})["tenant"] = tenant_id
+        await _admit(request, storage.User(tenant_id, "api-key"))
         return AdminCaller(tenant_id, Actor(id="api-key", role="admin", via="apiKey"))
 
     caller = await identity(request, credentials)

@@ -2,7 +2,14 @@
 
 ServiceError
 ├── Unauthorized          no valid bearer token or API key      401 UNAUTHORIZED
-└── Forbidden             valid, but not allowed this route     403 FORBIDDEN
+├── Forbidden             valid, but not allowed this route     403 FORBIDDEN
+├── TenantInactive        the tenant is deactivated (or, where  403 TENANT_INACTIVE
+│                         registration is required, unknown)
+├── RateLimited           over a limit; wait `Retry-After`      429 RATE_LIMITED
+└── IdempotencyRefused    an Idempotency-Key cannot be honoured now
+    ├── KeyReused         same key, another body       422 IDEMPOTENCY_KEY_REUSED
+    ├── KeyInUse          the key's request is running 409 IDEMPOTENCY_KEY_IN_USE
+    └── KeysUnavailable   Redis is down; retry later   503 SERVICE_UNAVAILABLE
 
 The domain's errors are answered here too, by how a client should react:
 
@@ -21,14 +28,15 @@ without a traceback, answered by the request-context middleware.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.types import Scope
 
-from tm_domain import storage
+from tm_domain import limits, storage
 from tm_domain.errors import Conflict, InvalidInput, NotAllowed, NotFound, Problem
 from tm_service import responses
 
@@ -53,6 +61,56 @@ class Forbidden(ServiceError):
     """The caller is known but may not use this route (an administrator's)."""
 
 
+class TenantInactive(ServiceError):
+    """The caller's tenant may not use the service now."""
+
+
+class RateLimited(ServiceError):
+    """A limit refused the request; `verdict` says which and for how long."""
+
+    def __init__(self, verdict: limits.Verdict, *, scope: str) -> None:
+        super().__init__(f"rate limit {scope}")
+        self.verdict = verdict
+        self.scope = scope
+
+
+class IdempotencyRefused(ServiceError):
+    """An `Idempotency-Key` that cannot be honoured; base of the three below."""
+
+    status_code = 409
+    code = "CONFLICT"
+    headers: ClassVar[dict[str, str] | None] = None
+
+
+class KeyReused(IdempotencyRefused):
+    status_code = 422
+    code = "IDEMPOTENCY_KEY_REUSED"
+
+
+class KeyInUse(IdempotencyRefused):
+    status_code = 409
+    code = "IDEMPOTENCY_KEY_IN_USE"
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "1"}
+
+
+class KeysUnavailable(IdempotencyRefused):
+    status_code = 503
+    code = "SERVICE_UNAVAILABLE"
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "5"}
+
+
+def rate_limit_headers(verdict: limits.Verdict) -> dict[str, str]:
+    """`RateLimit-Policy` and `RateLimit` for the limits a request met."""
+    binding = verdict.binding
+    if binding is None:
+        return {}
+
+    return {
+        "RateLimit-Policy": ", ".join(d.limit.policy() for d in verdict.decisions),
+        "RateLimit": binding.header(),
+    }
+
+
 _STATUS_CODES = {
     400: "VALIDATION_ERROR",
     401: "UNAUTHORIZED",
@@ -62,6 +120,8 @@ _STATUS_CODES = {
     409: "CONFLICT",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "UNPROCESSABLE",
+    429: "RATE_LIMITED",
     503: "SERVICE_UNAVAILABLE",
 }
 
@@ -186,6 +246,41 @@ async def _on_forbidden(request: Request, exc: Forbidden) -> Response:
     )
 
 
+async def _on_tenant_inactive(request: Request, exc: TenantInactive) -> Response:
+    return responses.failure(
+        request, status_code=403, code="TENANT_INACTIVE", message=str(exc)
+    )
+
+
+def too_many(scope: Scope | Request, verdict: limits.Verdict) -> Response:
+    """The 429 answer to a request a limit refused."""
+    binding = verdict.binding
+    retry_after = 1 if binding is None else max(1, binding.retry_after_s)
+    name = "a rate limit" if binding is None else f"the {binding.limit.name} limit"
+
+    return responses.failure(
+        scope,
+        status_code=429,
+        code="RATE_LIMITED",
+        message=f"{name} is reached; retry in {retry_after} s",
+        headers={"Retry-After": str(retry_after), **rate_limit_headers(verdict)},
+    )
+
+
+async def _on_rate_limited(request: Request, exc: RateLimited) -> Response:
+    return too_many(request, exc.verdict)
+
+
+async def _on_idempotency(request: Request, exc: IdempotencyRefused) -> Response:
+    return responses.failure(
+        request,
+        status_code=exc.status_code,
+        code=exc.code,
+        message=str(exc),
+        headers=exc.headers,
+    )
+
+
 async def _on_http_error(request: Request, exc: HTTPException) -> Response:
     code = _STATUS_CODES.get(exc.status_code, "HTTP_ERROR")
     if exc.status_code == 404:
@@ -214,4 +309,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(storage.StoreUnavailable, _on_unavailable)
     app.add_exception_handler(Unauthorized, _on_unauthorized)
     app.add_exception_handler(Forbidden, _on_forbidden)
+    app.add_exception_handler(TenantInactive, _on_tenant_inactive)
+    app.add_exception_handler(RateLimited, _on_rate_limited)
+    app.add_exception_handler(IdempotencyRefused, _on_idempotency)
     app.add_exception_handler(HTTPException, _on_http_error)

@@ -8,7 +8,11 @@ For every HTTP request this middleware
 - answers any exception nobody handled with a 500 INTERNAL_ERROR envelope,
   logging the traceback but never sending it;
 - writes one INFO line when the request is done: method, route template,
-  status, duration, request id and tenant.
+  status, duration, request id and tenant (and the limit that refused it),
+  and counts it in `tm_http_requests_total` and
+  `tm_http_request_duration_seconds`;
+- adds the headers a step of the request left for the answer (the
+  `RateLimit` fields of the limits it met).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tm_service import responses
+from tm_service.metrics import Metrics
 
 log = structlog.get_logger("tm_service.requests")
 
@@ -35,9 +40,12 @@ def request_id_from(headers: Headers) -> str:
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,7 +63,11 @@ class RequestContext:
             if message["type"] == "http.response.start":
                 response["status"] = message["status"]
                 response["started"] = True
-                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-ID"] = request_id
+                for name, value in state.get("response_headers", {}).items():
+                    if name not in headers:
+                        headers[name] = value
             await send(message)
 
         with structlog.contextvars.bound_contextvars(request_id=request_id):
@@ -83,16 +95,28 @@ class RequestContext:
                     )
                     await crashed(scope, receive, send_with_id)
             finally:
-                route = scope.get("route")
-                found = {k: state[k] for k in ("tenant", "auth_error") if k in state}
+                seconds = time.perf_counter() - started
+                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                found = {
+                    k: state[k]
+                    for k in ("tenant", "auth_error", "rate_limited")
+                    if k in state
+                }
                 log.info(
                     "request",
                     method=scope["method"],
-                    route=getattr(route, "path", None) or "unmatched",
+                    route=route,
                     status=response["status"],
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    duration_ms=round(seconds * 1000, 2),
                     **found,
                 )
+                if self.metrics is not None:
+                    self.metrics.observe_request(
+                        route=route,
+                        method=scope["method"],
+                        status=response["status"],
+                        seconds=seconds,
+                    )
 
     async def _read_body(self, headers: Headers, receive: Receive) -> bytes | None:
         """The whole body, or None when it is larger than allowed."""

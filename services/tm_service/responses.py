@@ -63,6 +63,43 @@ def _clean(text: str, limit: int) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")[:limit]
 
 
+def ok_rendered(
+    connection: HTTPConnection, data: bytes, *, status_code: int = 200
+) -> Response:
+    """The success envelope around `data` that is already JSON (a cached view)."""
+    meta = schemas.Meta(request_id=request_id(connection), timestamp=now())
+    body = b"".join(
+        (
+            b'{"success":true,"data":',
+            data,
+            b',"meta":',
+            orjson.dumps(meta.model_dump(mode="json")),
+            b"}",
+        )
+    )
+
+    return Response(body, status_code=status_code, media_type="application/json")
+
+
+def error_body(
+    scope: Scope | HTTPConnection,
+    *,
+    code: str,
+    message: str,
+    details: Sequence[tuple[str, str]] = (),
+) -> schemas.ErrorBody:
+    return schemas.ErrorBody(
+        code=code,
+        message=_clean(message, 500),
+        details=[
+            schemas.ErrorDetail(field=_clean(f, 200), message=_clean(m, 500))
+            for f, m in details
+        ],
+        request_id=request_id(scope),
+        timestamp=now(),
+    )
+
+
 def failure(
     scope: Scope | HTTPConnection,
     *,
@@ -73,16 +110,7 @@ def failure(
     headers: Mapping[str, str] | None = None,
 ) -> JSONBytes:
     body = schemas.Failure(
-        error=schemas.ErrorBody(
-            code=code,
-            message=_clean(message, 500),
-            details=[
-                schemas.ErrorDetail(field=_clean(f, 200), message=_clean(m, 500))
-                for f, m in details
-            ],
-            request_id=request_id(scope),
-            timestamp=now(),
-        )
+        error=error_body(scope, code=code, message=message, details=details)
     )
 
     return JSONBytes(

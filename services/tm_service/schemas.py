@@ -149,7 +149,31 @@ class ReminderIn(_Input):
         )
 
 
+TASK_EXAMPLE: dict[str, Any] = {
+    "title": "Morning standup meeting",
+    "notes": "Discuss sprint progress",
+    "taskDate": "2030-01-15",
+    "session": "morning",
+    "timeOfDay": "09:00",
+    "durationMin": 30,
+    "priority": "high",
+    "scopeTag": "daily",
+    "category": "work",
+    "tags": ["meeting", "team"],
+    "timezone": "Europe/Paris",
+    "reminder": {
+        "enabled": True,
+        "channels": ["sms", "email"],
+        "offsetMin": 30,
+        "phone": "+14155550100",
+        "email": "user@example.com",
+    },
+}
+
+
 class TaskCreate(_Input):
+    model_config = ConfigDict(json_schema_extra={"examples": [TASK_EXAMPLE]})
+
     title: Title
     notes: Notes | None = None
     task_date: DateText
@@ -196,6 +220,10 @@ class TaskCreate(_Input):
 class TaskUpdate(TaskCreate):
     """A full replacement of what a user may set; `version` is the one read."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{**TASK_EXAMPLE, "version": 1}]}
+    )
+
     version: Annotated[StrictInt, Field(ge=1, le=2**53)]
 
 
@@ -218,7 +246,66 @@ class OwnerTaskUpdate(TaskUpdate):
 
 
 class TaskCompletion(_Input):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"completed": True}]})
+
     completed: StrictBool = True
+
+
+TaskId = Annotated[text(min_length=1, max_length=64), Field(description="a task id")]
+
+
+class BatchCreate(_Input):
+    """Create `task`; answered 201 with the task."""
+
+    op: Literal["create"]
+    task: TaskCreate
+
+
+class BatchUpdate(_Input):
+    """Replace task `id` with `task`, which carries the version read."""
+
+    op: Literal["update"]
+    id: TaskId
+    task: TaskUpdate
+
+
+class BatchComplete(_Input):
+    """Complete task `id`, or reopen it with `task: {"completed": false}`."""
+
+    op: Literal["complete"]
+    id: TaskId
+    task: TaskCompletion | None = None
+
+
+class BatchDelete(_Input):
+    """Delete task `id` and cancel its reminder."""
+
+    op: Literal["delete"]
+    id: TaskId
+
+
+BatchOperation = Annotated[
+    BatchCreate | BatchUpdate | BatchComplete | BatchDelete,
+    Field(discriminator="op"),
+]
+BATCH_MAX = 100
+
+BATCH_EXAMPLE: dict[str, Any] = {
+    "operations": [
+        {"op": "create", "task": TASK_EXAMPLE},
+        {"op": "complete", "id": "6650f0c2a1b2c3d4e5f60718"},
+        {"op": "delete", "id": "6650f0c2a1b2c3d4e5f60719"},
+    ]
+}
+
+
+class BatchRequest(_Input):
+    """Up to 100 operations, run in order; each is validated on its own, so
+    one malformed operation fails alone with a 400 result."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [BATCH_EXAMPLE]})
+
+    operations: list[dict[str, Any]] = Field(min_length=1, max_length=BATCH_MAX)
 
 
 class _Output(BaseModel):
@@ -382,3 +469,24 @@ class ErrorBody(_Output):
 class Failure(_Output):
     success: Literal[False] = False
     error: ErrorBody
+
+
+class DeletedTask(_Output):
+    id: str = Field(alias="_id")
+    deleted: Literal[True] = True
+
+
+class BatchResult(_Output):
+    """One operation's outcome: `data` when `status` is 2xx, else `error`."""
+
+    index: int
+    op: str | None
+    status: int
+    data: TaskPublic | DeletedTask | None = None
+    error: ErrorBody | None = None
+
+
+class BatchResults(_Output):
+    results: list[BatchResult]
+    succeeded: int
+    failed: int

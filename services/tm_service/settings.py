@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, model_validator
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from tm_adapters.settings import ConnectionSettings
 
@@ -57,6 +60,80 @@ class ServiceSettings(ConnectionSettings):
     status_overdue_grace_s: int = Field(default=30, ge=1, le=3600)
     """How late a scheduled delivery must be before the status counts it as
     overdue (the worker lagging), in seconds; default 30."""
+
+    rate_limits_enabled: bool = True
+    """Whether the rate limits below are applied; default true."""
+    rate_limit_user_per_minute: int = Field(default=60, ge=1, le=1_000_000)
+    """API calls a user may make per minute, unless the tenant's quotas say
+    otherwise; default 60."""
+    rate_limit_ip_per_minute: int = Field(default=100, ge=1, le=1_000_000)
+    """API calls per minute from one client address; default 100."""
+    rate_limit_ip_burst: int = Field(default=200, ge=1, le=1_000_000)
+    """Calls one client address may make at once before the per-minute pace
+    applies; default 200."""
+    rate_limit_tasks_per_hour: int = Field(default=100, ge=1, le=1_000_000)
+    """Tasks a user may create per hour, unless the tenant's quotas say
+    otherwise; default 100."""
+    rate_limit_tasks_per_day: int = Field(default=1000, ge=1, le=10_000_000)
+    """Tasks a user may create per day, unless the tenant's quotas say
+    otherwise; default 1000."""
+
+    tenant_cache_s: int = Field(default=30, ge=0, le=3600)
+    """How long a tenant's record (quotas, active, API key digest) read from
+    MongoDB is kept in memory, in seconds; 0 reads it on every request;
+    default 30. A deactivation takes effect within this."""
+    require_tenant_registration: bool = False
+    """Refuse tokens of a tenant the operator has not registered (403
+    TENANT_INACTIVE); default false, for single-tenant installs. A tenant
+    the operator deactivated is refused either way."""
+
+    redis_key_prefix: str = Field(
+        default="tm:", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$"
+    )
+    """Prefix of every Redis key the service writes; default `tm:`."""
+    redis_timeout_ms: int = Field(default=250, ge=10, le=30_000)
+    """How long one Redis call of a request may take, in milliseconds;
+    default 250."""
+    redis_retry_ms: int = Field(default=5000, ge=0, le=600_000)
+    """After Redis failed, how long requests go without trying it again,
+    in milliseconds; default 5000."""
+
+    view_cache_enabled: bool = True
+    """Whether daily and weekly views are cached in Redis; default true."""
+    view_cache_daily_ttl_s: int = Field(default=300, ge=1, le=86_400)
+    """Lifetime of a cached daily view, in seconds; default 300."""
+    view_cache_weekly_ttl_s: int = Field(default=600, ge=1, le=86_400)
+    """Lifetime of a cached weekly view, in seconds; default 600."""
+
+    idempotency_ttl_s: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    """How long the answer to a batch sent with an `Idempotency-Key` is kept
+    for its retries, in seconds; default 86400 (a day)."""
+    idempotency_lock_s: int = Field(default=60, ge=1, le=3600)
+    """How long a batch under way holds its key before a retry may run it,
+    in seconds (only matters when a process dies mid-batch); default 60."""
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Origins a browser may call the API from, comma-separated
+    (`https://app.example.com,http://localhost:3000`); default none, which
+    leaves CORS off."""
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_urls(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            scheme, _, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not rest or "/" in rest:
+                raise ValueError(
+                    f"{origin!r} is not an origin such as https://app.example.com"
+                )
+        return value
 
     @model_validator(mode="after")
     def _refuse_unsafe_secret(self) -> ServiceSettings:

@@ -14,7 +14,7 @@ This module raises the domain's errors and knows nothing of HTTP.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -36,6 +36,10 @@ def _nothing(task_id: str) -> None:
     return None
 
 
+async def _unwatched(user: storage.User, task_dates: Iterable[str]) -> None:
+    return None
+
+
 class TaskService:
     def __init__(
         self,
@@ -45,8 +49,14 @@ class TaskService:
         after_write: Callable[[str], None] = _nothing,
         write_attempts: int = 5,
         view_limit: int = 5000,
+        on_change: Callable[
+            [storage.User, Iterable[str]], Awaitable[None]
+        ] = _unwatched,
     ) -> None:
+        """`on_change(user, dates)` runs after every write, before it is
+        answered, with the task's dates before and after (cached views)."""
         self.store = store
+        self.on_change = on_change
         self.clock = clock
         self.after_write = after_write
         self.write_attempts = write_attempts
@@ -98,6 +108,7 @@ class TaskService:
             task["assignedBy"] = assigned_by
         await self.store.insert(task)
         self.after_write(task_id)
+        await self.on_change(user, (fields["taskDate"],))
 
         return {k: v for k, v in task.items() if k != "outbox"}
 
@@ -306,6 +317,12 @@ class TaskService:
             )
             if written is not None:
                 self.after_write(task_id)
+                dates = {current["taskDate"], written["taskDate"]}
+                await self.on_change(user, dates)
+                # A reassigned task leaves one member's views for another's.
+                holder = written.get("userId", user.user_id)
+                if holder != user.user_id:
+                    await self.on_change(storage.User(user.tenant_id, holder), dates)
                 return written
 
         raise Conflict("the task kept changing while it was written; try again")

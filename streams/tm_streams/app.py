@@ -3,6 +3,11 @@
 One agent reads the task events topic and hands each event to the reminder
 engine, which runs as a service of the app: started with the worker, and on
 stop given the time to finish the sends under way, so none is left ambiguous.
+
+Faust's web server, on `TM_STREAMS_WEB_PORT`, serves `GET /healthz` (200
+while the engine runs or starts, 503 once it has stopped) and `GET /metrics`
+(`tm_streams.metrics`); the consumer lag is read every
+`TM_LAG_INTERVAL_S`.
 """
 
 from __future__ import annotations
@@ -10,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import faust
+import faust.web
 import mode
 import structlog
+from prometheus_client import generate_latest
 from pymongo import AsyncMongoClient
 
 from tm_adapters import mongo, providers
@@ -22,6 +29,7 @@ from tm_adapters.reminder_store import MongoReminderStore
 from tm_domain.delivery import Outcome, ReminderEngine, Result, Sender
 from tm_domain.events import TaskEvent
 from tm_streams import brokers, routing
+from tm_streams.metrics import Consumer, Metrics, consumer_lag
 from tm_streams.settings import StreamsSettings
 
 log = structlog.get_logger(__name__)
@@ -70,9 +78,16 @@ def report(outcome: Outcome) -> None:
 class Delivery(mode.Service):
     """The reminder engine inside the worker, with its store and senders."""
 
-    def __init__(self, settings: StreamsSettings, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        settings: StreamsSettings,
+        *,
+        metrics: Metrics | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self.engine: ReminderEngine | None = None
         self._client: AsyncMongoClient[mongo.Document] | None = None
         self._senders: dict[str, Sender] = {}
@@ -108,7 +123,7 @@ class Delivery(mode.Service):
             self._senders,
             owner=settings.worker_id,
             settings=settings.engine(),
-            report=report,
+            report=self.report,
         )
 
         # The engine sweeps the store first thing, so what fell due while no
@@ -140,6 +155,15 @@ class Delivery(mode.Service):
             self._client = None
         log.info("delivery engine stopped")
 
+    def report(self, outcome: Outcome) -> None:
+        """The line and the counts of one dispatch."""
+        report(outcome)
+        self.metrics.on_outcome(outcome)
+
+    def alive(self) -> bool:
+        """False once the engine has stopped; starting counts as alive."""
+        return self._runner is None or not self._runner.done()
+
     def accept(self, payload: bytes) -> None:
         """Take one raw task event into the schedule, or skip it if malformed."""
         try:
@@ -149,6 +173,7 @@ class Delivery(mode.Service):
             # still finds the task's deliveries in the store.
             log.warning("task event skipped", reason=str(exc), size=len(payload))
             return
+        self.metrics.on_event(event)
         if self.engine is None:
             # Not started yet: the engine's first sweep will read the store.
             return
@@ -193,6 +218,29 @@ def create_app(
     )
     delivery = delivery or Delivery(settings)
     app.add_dependency(delivery)
+    metrics = delivery.metrics
+
+    @app.page("/healthz")
+    async def healthz(web: faust.web.View, request: faust.web.Request) -> Any:
+        if delivery.alive():
+            return web.json({"status": "alive"})
+        return web.json({"status": "stopped"}, status=503)
+
+    @app.page("/metrics")
+    async def metrics_page(web: faust.web.View, request: faust.web.Request) -> Any:
+        # NB: aiohttp adds the charset itself and refuses one in the type.
+        return web.text(
+            generate_latest(metrics.registry).decode(),
+            content_type="text/plain; version=0.0.4",
+        )
+
+    @app.timer(interval=settings.lag_interval_s)  # type: ignore[untyped-decorator]
+    async def read_lag() -> None:
+        try:
+            metrics.set_lag(await consumer_lag(cast(Consumer, app.consumer)))
+        except Exception:
+            # The gauge keeps its last values; the next turn tries again.
+            log.debug("consumer lag not read", exc_info=True)
 
     @app.agent(topic, name="task-events")
     async def take_task_events(events: faust.StreamT[bytes]) -> None:

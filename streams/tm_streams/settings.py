@@ -39,4 +39,6 @@ class StreamsSettings(DeliverySettings):
     streams_web_host: str = "127.0.0.1"
     """Address Faust's web server binds and advertises. Default: 127.0.0.1."""
     streams_web_port: int = Field(default=6066, ge=1024, le=65_535)
-    """Port of Faust's web server (worker status). Default: 6066."""
+    """Port of Faust's web server: `/healthz`, `/metrics`. Default: 6066."""
+    lag_interval_s: float = Field(default=10.0, ge=0.5, le=3600)
+    """How often the consumer lag gauge is read, in seconds. Default: 10."""

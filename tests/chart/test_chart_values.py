@@ -67,6 +67,8 @@ STRINGS = {
     "twilioApiBase": "https://twilio.internal.test",
     "sendgridApiHost": "https://sendgrid.internal.test",
     "streamsWebHost": "::",
+    "redisKeyPrefix": "acme-tm:",
+    "corsOrigins": "https://app.example.test,https://admin.example.test",
 }
 
 
@@ -84,6 +86,9 @@ def example(key: str, schema: dict[str, Any]) -> Any:
     """A value the schema accepts, at a bound where there is one."""
     if "enum" in schema:
         return schema["enum"][-1]
+    if schema["type"] == "boolean":
+        # Each switch's default is its own; the other side shows it arrives.
+        return key not in ("rateLimitsEnabled", "viewCacheEnabled")
     if schema["type"] in {"integer", "number"}:
         value = schema.get("maximum", schema.get("minimum", 0) + 7)
         # Ports must differ from the probes' defaults to show they follow.
@@ -194,6 +199,8 @@ def plain(value: Any) -> Any:
         return value.get_secret_value()
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, list):
+        return ",".join(value)
     return value
 
 

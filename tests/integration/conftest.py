@@ -12,6 +12,7 @@ the database is dropped afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import socket
 import time
@@ -25,6 +26,8 @@ import httpx
 import jwt
 import orjson
 import pytest
+import redis as sync_redis
+import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from fastapi import FastAPI
@@ -102,18 +105,26 @@ def unique() -> str:
 
 
 @pytest.fixture
-def settings(servers: ConnectionSettings, unique: str) -> ServiceSettings:
-    return ServiceSettings(
+def settings(servers: ConnectionSettings, unique: str) -> Iterator[ServiceSettings]:
+    """The service's settings on the test's own database, topic and Redis
+    keys; the keys are deleted afterwards."""
+    chosen = ServiceSettings(
         mongodb_uri=servers.mongodb_uri,
         mongodb_database=f"tm_test_{unique}",
         mongodb_timeout_ms=5000,
         kafka_bootstrap=servers.kafka_bootstrap,
         kafka_task_events_topic=f"tm-test-events-{unique}",
         redis_url=servers.redis_url,
+        redis_key_prefix=f"tm-test-{unique}:",
         jwt_secret=SECRET,
         outbox_relay_interval_ms=100,
         readiness_timeout_ms=2000,
     )
+    yield chosen
+    with sync_redis.Redis.from_url(servers.redis_url) as leftover:
+        keys = list(leftover.scan_iter(f"{chosen.redis_key_prefix}*", count=1000))
+        if keys:
+            leftover.delete(*keys)
 
 
 @pytest.fixture
@@ -153,6 +164,36 @@ async def app(
     service = create_app(settings)
     async with service.router.lifespan_context(service):
         yield service
+
+
+@contextlib.asynccontextmanager
+async def _started(
+    settings: ServiceSettings, **parts: Any
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    service = create_app(settings, **parts)
+    async with service.router.lifespan_context(service):
+        transport = httpx.ASGITransport(app=service)
+        async with httpx.AsyncClient(transport=transport, base_url="http://tm") as http:
+            yield service, http
+
+
+@pytest.fixture
+def started(
+    mongo: AsyncMongoClient[Any], topic: str
+) -> Callable[..., contextlib.AbstractAsyncContextManager[tuple[FastAPI, Any]]]:
+    """`async with started(settings, **parts) as (app, client)`: one more
+    service on the test's database and topic, with its own settings."""
+    return _started
+
+
+@pytest.fixture
+async def redis_client(settings: ServiceSettings) -> AsyncIterator[Any]:
+    """A client on the real Redis, to look at the keys the service wrote."""
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture

@@ -41,6 +41,15 @@ from tm_adapters.settings import ConnectionSettings
 SECRET = "end-to-end-test-secret-long-enough-0123456789"
 TASKS = "/api/v1/visitor/time/tasks"
 BIN = Path(sys.executable).parent
+# The tests poll and create faster than people do; the limits have tests of
+# their own.
+GENEROUS_LIMITS = {
+    "TM_RATE_LIMIT_USER_PER_MINUTE": "100000",
+    "TM_RATE_LIMIT_IP_PER_MINUTE": "100000",
+    "TM_RATE_LIMIT_IP_BURST": "100000",
+    "TM_RATE_LIMIT_TASKS_PER_HOUR": "1000000",
+    "TM_RATE_LIMIT_TASKS_PER_DAY": "1000000",
+}
 
 
 def free_port() -> int:
@@ -140,6 +149,8 @@ class Platform:
             "TM_KAFKA_TASK_EVENTS_TOPIC": f"tm-e2e-{unique}",
             "TM_KAFKA_TASK_EVENTS_PARTITIONS": "3",
             "TM_REDIS_URL": servers.redis_url,
+            "TM_REDIS_KEY_PREFIX": f"tm-e2e-{unique}:",
+            **GENEROUS_LIMITS,
             "TM_JWT_SECRET": SECRET,
             "TM_SERVICE_PORT": str(self.port),
             "TM_TWILIO_ACCOUNT_SID": TWILIO_ACCOUNT_SID,
@@ -316,6 +327,7 @@ class DevPlatform(Platform):
             "TM_MONGODB_URI": "mongodb://127.0.0.1:1/",
             "TM_KAFKA_BOOTSTRAP": "127.0.0.1:1",
             "TM_REDIS_URL": "redis://127.0.0.1:1/0",
+            **GENEROUS_LIMITS,
             "TM_JWT_SECRET": SECRET,
             "TM_DATA_DIR": str(self.data_dir),
             "TM_TWILIO_ACCOUNT_SID": TWILIO_ACCOUNT_SID,

@@ -189,7 +189,9 @@ async def test_the_api_document_lists_every_route() -> None:
     assert set(paths) == {
         "/healthz",
         "/readyz",
+        "/metrics",
         TASKS,
+        f"{TASKS}/batch",
         f"{TASKS}/daily",
         f"{TASKS}/weekly",
         f"{TASKS}/monthly",

@@ -10,15 +10,17 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from tm_domain import search
+from tm_domain import search, storage
 from tm_domain import tasks as task_rules
 from tm_domain.errors import InvalidInput, Problem
 from tm_service import responses, schemas
 from tm_service.auth import CurrentUser
 from tm_service.tasks import TaskService
+from tm_service.views import Views
 
 router = APIRouter(prefix="/api/v1/visitor/time/tasks", tags=["visitor tasks"])
 
@@ -31,7 +33,8 @@ _REFUSED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _service(request: Request) -> TaskService:
+async def _service(request: Request) -> TaskService:
+    # NB: async, so FastAPI calls it in the loop instead of a worker thread.
     service: TaskService = request.app.state.tasks
     return service
 
@@ -55,6 +58,24 @@ def _tasks(request: Request, found: list[dict[str, Any]]) -> Response:
     return responses.ok(
         request, [schemas.task_public(t).model_dump(mode="json") for t in found]
     )
+
+
+async def _cached_view(
+    request: Request,
+    service: TaskService,
+    user: storage.User,
+    view: str,
+    dates: task_rules.DateRange,
+) -> Response:
+    async def load() -> bytes:
+        found = await service.view(user, dates)
+        return orjson.dumps(
+            [schemas.task_public(t).model_dump(mode="json") for t in found]
+        )
+
+    views: Views = request.app.state.views
+    data = await views.render(user, view, dates.first_text, load)
+    return responses.ok_rendered(request, data)
 
 
 def query_date(name: str, value: str) -> date:
@@ -105,6 +126,9 @@ def month_of(month: str, year: str) -> task_rules.DateRange:
 async def create_task(
     user: CurrentUser, service: Tasks, body: schemas.TaskCreate, request: Request
 ) -> Response:
+    guard = getattr(request.app.state, "guard", None)
+    if guard is not None:
+        await guard.take_tasks(request.scope, user, 1)
     task = await service.create(user, body.to_draft())
     return _task(request, task, status_code=201)
 
@@ -122,7 +146,7 @@ async def daily_view(
     day: Annotated[str, Query(alias="date", description="YYYY-MM-DD")],
 ) -> Response:
     dates = task_rules.day(query_date("date", day))
-    return _tasks(request, await service.view(user, dates))
+    return await _cached_view(request, service, user, "daily", dates)
 
 
 @router.get(
@@ -140,7 +164,7 @@ async def weekly_view(
     ],
 ) -> Response:
     dates = task_rules.week(query_date("weekStart", week_start))
-    return _tasks(request, await service.view(user, dates))
+    return await _cached_view(request, service, user, "weekly", dates)
 
 
 @router.get(

@@ -1,0 +1,387 @@
+"""How fast the API answers: cached and uncached daily views, the limiter, creation.
+
+Every target runs as its own process on this machine, on the real servers of
+`scripts/infra up`, and is measured by the same load generator, a plain
+asyncio HTTP/1.1 client over keep-alive connections (cheaper than httpx, so
+the client takes less of the CPU the server needs):
+
+- `bare`: a Starlette app under the same uvicorn, answering the same bytes
+  the service answers for the daily view: the ceiling of this stack;
+- `cached`: `tm-service` as shipped, the daily view from Redis;
+- `uncached`: the same with `TM_VIEW_CACHE_ENABLED=false`, from MongoDB;
+- `no limits`: cached, with `TM_RATE_LIMITS_ENABLED=false`, so its gap to
+  `cached` is what the rate limiter costs.
+
+Each target is driven flat out (`--connections` at once) to find its most
+requests a second, in `--rounds` rounds that take the targets in turn (the
+median counts, so a burst of other work on the machine hits all targets
+alike), then at 70% of that rate, open loop, for its latency. Task creation
+is driven at `--create-rate` a second. Ratios are printed against `bare`
+and `uncached`.
+
+NB: the load generator shares the machine. Flat out, the bare app answers
+as fast as one Python client can ask, so its rate is a floor and its
+latency at 70% mostly the client's own queueing.
+
+Run with the servers up: `.venv/bin/python bench/service.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.platform import TASKS, Platform, free_port
+from tm_adapters.settings import ConnectionSettings
+
+DAY = "2030-01-15"
+DAILY = f"{TASKS}/daily?date={DAY}"
+BARE_PATH = "/daily"
+NO_LIMITS = {
+    "TM_RATE_LIMIT_USER_PER_MINUTE": "1000000",
+    "TM_RATE_LIMIT_IP_PER_MINUTE": "1000000",
+    "TM_RATE_LIMIT_IP_BURST": "1000000",
+}
+
+
+# ---------------------------------------------------------------------------
+# The load generator
+# ---------------------------------------------------------------------------
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection; requests one at a time."""
+
+    def __init__(self, port: int, headers: dict[str, str]) -> None:
+        self.port = port
+        self.header_block = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> int:
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: bench\r\n{self.header_block}"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        status_line = await self.reader.readline()
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        await self.reader.readexactly(length)
+
+        return int(status_line.split()[1])
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@dataclass
+class Run:
+    requests: int
+    seconds: float
+    latencies_ms: list[float]
+    failures: int
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, share: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def flat_out(
+    port: int, path: str, headers: dict[str, str], *, connections: int, seconds: float
+) -> Run:
+    """As many requests as `connections` clients can make back to back."""
+    pool = [Connection(port, headers) for _ in range(connections)]
+    for connection in pool:
+        await connection.open()
+    latencies: list[float] = []
+    failures = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client(connection: Connection) -> None:
+        nonlocal failures
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            status = await connection.request("GET", path)
+            latencies.append((time.perf_counter() - started) * 1000)
+            failures += status != 200
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(c) for c in pool))
+    elapsed = time.perf_counter() - started
+    for connection in pool:
+        connection.close()
+
+    return Run(len(latencies), elapsed, latencies, failures)
+
+
+async def at_rate(
+    port: int,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    *,
+    rate: float,
+    seconds: float,
+    body: Any = None,
+    connections: int = 64,
+) -> Run:
+    """Requests started at a fixed rate whatever the answers do (open loop);
+    latency counts from the planned start, so queueing is not hidden."""
+    idle: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(connections):
+        connection = Connection(port, headers)
+        await connection.open()
+        idle.put_nowait(connection)
+    latencies: list[float] = []
+    failures = 0
+
+    async def one(planned: float) -> None:
+        nonlocal failures
+        connection = await idle.get()
+        payload = body() if callable(body) else b""
+        status = await connection.request(method, path, payload)
+        latencies.append((time.perf_counter() - planned) * 1000)
+        failures += status >= 300
+        idle.put_nowait(connection)
+
+    count = int(rate * seconds)
+    started = time.perf_counter()
+    tasks = []
+    for index in range(count):
+        planned = started + index / rate
+        delay = planned - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(planned)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - started
+    while not idle.empty():
+        idle.get_nowait().close()
+
+    return Run(count, elapsed, latencies, failures)
+
+
+# ---------------------------------------------------------------------------
+# The targets
+# ---------------------------------------------------------------------------
+
+
+def serve_bare(port: int, body_file: str) -> None:
+    """The bare app: one route answering fixed bytes, as the cache does."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    body = Path(body_file).read_bytes()
+
+    async def daily(request: Request) -> Response:
+        return Response(body, media_type="application/json")
+
+    app = Starlette(routes=[Route(BARE_PATH, daily)])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def start_bare(body: bytes, work: Path) -> tuple[subprocess.Popen[bytes], int]:
+    body_file = work / "daily.json"
+    body_file.write_bytes(body)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--bare", str(port), str(body_file)]
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            asyncio.run(_probe(port))
+            return process, port
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the bare app did not start")
+
+
+async def _probe(port: int) -> None:
+    connection = Connection(port, {})
+    await connection.open()
+    await connection.request("GET", BARE_PATH)
+    connection.close()
+
+
+def platform(work: Path, **overrides: str) -> Platform:
+    running = Platform(ConnectionSettings(), work, overrides={**NO_LIMITS, **overrides})
+    running.start_service()
+    return running
+
+
+def seed(target: Platform, count: int) -> bytes:
+    """`count` tasks on the benchmark's day; the daily view's answer."""
+    from tests.support import documents
+
+    for index in range(count):
+        body = documents.design_example(taskDate=DAY, title=f"Bench {index}")
+        target.http.post(TASKS, json=body, headers=target.headers())
+    answer = target.http.get(DAILY, headers=target.headers())
+    assert answer.status_code == 200, answer.text
+    return answer.content
+
+
+@dataclass
+class Measured:
+    name: str
+    peak: Run
+    paced: Run
+
+
+def peak_of(
+    port: int, path: str, headers: dict[str, str], args: argparse.Namespace
+) -> Run:
+    return asyncio.run(
+        flat_out(
+            port, path, headers, connections=args.connections, seconds=args.seconds
+        )
+    )
+
+
+def paced_at(
+    port: int, path: str, headers: dict[str, str], rate: float, seconds: float
+) -> Run:
+    return asyncio.run(at_rate(port, "GET", path, headers, rate=rate, seconds=seconds))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=10, help="tasks in the day")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--create-rate", type=float, default=20.0)
+    parser.add_argument("--bare", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare:
+        serve_bare(int(args.bare[0]), args.bare[1])
+        return
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="tm-bench-") as folder:
+        work = Path(folder)
+        targets = {
+            "cached": platform(work),
+            "uncached": platform(work, TM_VIEW_CACHE_ENABLED="false"),
+            "no limits": platform(work, TM_RATE_LIMITS_ENABLED="false"),
+        }
+        bare: subprocess.Popen[bytes] | None = None
+        try:
+            body = b""
+            for target in targets.values():
+                body = seed(target, args.tasks)
+            bare, bare_port = start_bare(body, work)
+            print(f"daily view of {args.tasks} tasks, {len(body)} bytes", flush=True)
+
+            aims = {"bare": (bare_port, BARE_PATH, {})}
+            for name, target in targets.items():
+                aims[name] = (target.port, DAILY, target.headers())
+            for port, path, headers in aims.values():
+                # A short warm-up fills caches and pools before measuring.
+                asyncio.run(flat_out(port, path, headers, connections=4, seconds=1))
+
+            peaks: dict[str, list[Run]] = {name: [] for name in aims}
+            for round_number in range(args.rounds):
+                for name, aim in aims.items():
+                    peaks[name].append(peak_of(*aim, args))
+                    rate = peaks[name][-1].rate
+                    print(f"  round {round_number + 1} {name}: {rate:.0f} req/s")
+            results = []
+            for name, (port, path, headers) in aims.items():
+                peak = sorted(peaks[name], key=lambda r: r.rate)[len(peaks[name]) // 2]
+                paced = paced_at(port, path, headers, peak.rate * 0.7, args.seconds)
+                results.append(Measured(name, peak, paced))
+
+            cached = targets["cached"]
+            counter = iter(range(10**9))
+            creation = asyncio.run(
+                at_rate(
+                    cached.port,
+                    "POST",
+                    TASKS,
+                    {**cached.headers(), "Content-Type": "application/json"},
+                    rate=args.create_rate,
+                    seconds=args.seconds,
+                    body=lambda: _create_body(next(counter)),
+                )
+            )
+        finally:
+            if bare is not None:
+                bare.terminate()
+                bare.wait(timeout=10)
+            for target in targets.values():
+                target.close()
+
+    report(results, creation, args)
+
+
+def _create_body(index: int) -> bytes:
+    import orjson
+
+    from tests.support import documents
+
+    return orjson.dumps(documents.design_example(title=f"Created {index}"))
+
+
+def report(results: list[Measured], creation: Run, args: argparse.Namespace) -> None:
+    by_name = {m.name: m for m in results}
+    bare = by_name["bare"].peak.rate
+    uncached = by_name["uncached"].peak.rate
+    print()
+    print(
+        f"{'target':<10} {'req/s':>7} {'vs bare':>8} {'vs uncached':>12} "
+        f"{'p50 @70%':>9} {'p99 @70%':>9} {'errors':>7}"
+    )
+    for m in results:
+        print(
+            f"{m.name:<10} {m.peak.rate:>7.0f} {m.peak.rate / bare:>8.2f} "
+            f"{m.peak.rate / uncached:>12.2f} {m.paced.percentile(0.5):>7.1f}ms "
+            f"{m.paced.percentile(0.99):>7.1f}ms "
+            f"{m.peak.failures + m.paced.failures:>7}"
+        )
+    limited = by_name["cached"].peak.rate
+    unlimited = by_name["no limits"].peak.rate
+    print()
+    print(
+        f"rate limiter: {limited / unlimited:.2f} of the throughput without it "
+        f"(p50 {by_name['cached'].paced.percentile(0.5):.1f} vs "
+        f"{by_name['no limits'].paced.percentile(0.5):.1f} ms)"
+    )
+    print(
+        f"task creation at {args.create_rate:g}/s: p50 "
+        f"{creation.percentile(0.5):.1f} ms, p99 {creation.percentile(0.99):.1f} ms, "
+        f"{creation.failures} failed of {creation.requests}"
+    )
+    cached_p50 = statistics.median(by_name["cached"].paced.latencies_ms)
+    uncached_p50 = statistics.median(by_name["uncached"].paced.latencies_ms)
+    print(
+        f"daily view p50 at 70%: {cached_p50:.1f} ms cached, "
+        f"{uncached_p50:.1f} ms uncached"
+    )
+
+
+if __name__ == "__main__":
+    main()

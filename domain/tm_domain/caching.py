@@ -1,0 +1,94 @@
+"""Remembered answers: cached views, and batch answers kept for a retry.
+
+Two ports, each with a shared implementation on Redis (several replicas see
+the same entries) and an in-process one (one process, no server):
+
+- a `ViewCache` holds rendered views under keys the service names. Every
+  key has a stamp that each invalidation changes; a view read from the store
+  is kept only if its key's stamp is still the one seen before the read, so
+  a write that lands during the read can never be hidden behind a stale
+  entry, and a client always reads its own writes;
+- an `IdempotencyStore` holds the first answer to a request sent with an
+  `Idempotency-Key`, so that a retry gets that answer instead of running
+  the request again.
+
+Both raise `storage.StoreUnavailable` when their server cannot be reached;
+what the service then does is its own policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Cached:
+    """What a cache key holds: the view, if any, and the key's stamp."""
+
+    body: bytes | None
+    stamp: str | None
+    """Changes with every invalidation of the key; None before the first."""
+
+
+class ViewCache(Protocol):
+    async def read(self, key: str) -> Cached:
+        """The entry under `key`, with the stamp to fill it with on a miss."""
+        ...
+
+    async def fill(
+        self, key: str, body: bytes, *, stamp: str | None, ttl_s: int
+    ) -> bool:
+        """Keep `body` under `key` for `ttl_s` seconds if the key's stamp is
+        still `stamp`; False when an invalidation came in between."""
+        ...
+
+    async def invalidate(self, keys: Sequence[str]) -> None:
+        """Drop the entries under `keys` and change their stamps."""
+        ...
+
+
+class Claim(StrEnum):
+    STARTED = "started"
+    """This request holds the key: run it, then `finish` or `abandon`."""
+    RUNNING = "running"
+    """Another request with this key is under way."""
+    MISMATCH = "mismatch"
+    """The key was used for a request with another body."""
+    DONE = "done"
+    """The answer is stored: send it again."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Begun:
+    claim: Claim
+    answer: Answer | None = None
+    """The stored answer, when `claim` is DONE."""
+
+
+class IdempotencyStore(Protocol):
+    async def begin(self, key: str, fingerprint: str, *, lock_s: int) -> Begun:
+        """Claim `key` for a request whose body hashes to `fingerprint`.
+
+        A claim that is neither finished nor abandoned lapses after
+        `lock_s` seconds (the process running it died).
+        """
+        ...
+
+    async def finish(
+        self, key: str, fingerprint: str, answer: Answer, *, ttl_s: int
+    ) -> None:
+        """Store the answer under the key for `ttl_s` seconds."""
+        ...
+
+    async def abandon(self, key: str) -> None:
+        """Release the key without an answer, so a retry runs the request."""
+        ...

@@ -1,0 +1,170 @@
+"""Rate limits: how many calls or task creations a caller may make, and when.
+
+Every limit is a generic cell rate algorithm (GCRA) over one number per
+bucket, the theoretical arrival time (TAT): the instant at which the bucket
+would be empty again if nothing more came. A limit of `quota` units per
+`window` spends one unit every `window / quota`; a bucket holds at most
+`burst` units (the quota unless said otherwise), so up to `burst` calls may
+come at once and then one per interval. After a whole window without calls
+the bucket is full again: the limit slides, it has no fixed window edges for
+clients to pile up on.
+
+`evaluate` is the whole rule, on plain numbers, so an in-process limiter and
+a Redis script compute the same answers; several buckets are taken together
+or not at all, so a creation refused by the daily quota spends nothing of
+the hourly one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+# Float error in an interval such as 60000/7 ms must not refuse a whole unit.
+_EPSILON_MS = 1e-6
+
+
+@dataclass(frozen=True)
+class Limit:
+    """`quota` units per `window_s` seconds, at most `burst` at once."""
+
+    name: str
+    """The policy's name in the `RateLimit` headers: ip, user, tasks-hour..."""
+    quota: int
+    window_s: int
+    burst: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.quota < 1 or self.window_s < 1:
+            raise ValueError("a limit needs a quota and a window of at least 1")
+        if self.burst is not None and self.burst < 1:
+            raise ValueError("a burst must be at least 1")
+
+    @property
+    def capacity(self) -> int:
+        return self.burst if self.burst is not None else self.quota
+
+    @property
+    def interval_ms(self) -> float:
+        """How long one unit takes to come back, in milliseconds."""
+        return self.window_s * 1000 / self.quota
+
+    def policy(self) -> str:
+        """The limit as an item of the `RateLimit-Policy` header."""
+        return f'"{self.name}";q={self.quota};w={self.window_s}'
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One limit applied to one caller: the key names whose units they are."""
+
+    key: str
+    limit: Limit
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one bucket says about a request."""
+
+    limit: Limit
+    allowed: bool
+    remaining: int
+    """Units left after this request (or before it, when refused)."""
+    retry_after_s: int
+    """Seconds to wait before the request can succeed; 0 when allowed."""
+    reset_s: int
+    """Seconds until the bucket is full again."""
+
+    def header(self) -> str:
+        """The bucket as the `RateLimit` header states it."""
+        return f'"{self.limit.name}";r={self.remaining};t={self.reset_s}'
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The buckets of one request together: allowed only if all allow."""
+
+    decisions: tuple[Decision, ...]
+
+    @property
+    def allowed(self) -> bool:
+        return all(d.allowed for d in self.decisions)
+
+    @property
+    def binding(self) -> Decision | None:
+        """The decision a client should heed: the refusal that lasts longest,
+        or, when all allow, the bucket closest to empty."""
+        if not self.decisions:
+            return None
+        refused = [d for d in self.decisions if not d.allowed]
+        if refused:
+            return max(refused, key=lambda d: d.retry_after_s)
+
+        return min(self.decisions, key=lambda d: d.remaining)
+
+
+def _seconds(ms: float) -> int:
+    return max(0, math.ceil(ms / 1000 - _EPSILON_MS / 1000))
+
+
+def evaluate(
+    limits: Sequence[Limit],
+    tats_ms: Sequence[float | None],
+    *,
+    now_ms: float,
+    cost: int = 1,
+) -> tuple[Verdict, list[float]]:
+    """Decide a request of `cost` units against buckets at `tats_ms`.
+
+    Returns the verdict and the arrival times to store: the new ones when
+    every bucket allows, the old ones (unchanged) when any refuses.
+    """
+    decisions = []
+    advanced = []
+    for limit, stored in zip(limits, tats_ms, strict=True):
+        interval = limit.interval_ms
+        tolerance = interval * limit.capacity
+        tat = now_ms if stored is None else max(stored, now_ms)
+        new_tat = tat + interval * cost
+        allowed = new_tat - now_ms <= tolerance + _EPSILON_MS
+
+        if allowed:
+            remaining = math.floor((tolerance - (new_tat - now_ms)) / interval + 1e-9)
+            decision = Decision(
+                limit,
+                allowed=True,
+                remaining=max(0, remaining),
+                retry_after_s=0,
+                reset_s=_seconds(new_tat - now_ms),
+            )
+        else:
+            remaining = math.floor((tolerance - (tat - now_ms)) / interval + 1e-9)
+            decision = Decision(
+                limit,
+                allowed=False,
+                remaining=max(0, remaining),
+                retry_after_s=max(1, _seconds(new_tat - tolerance - now_ms)),
+                reset_s=_seconds(tat - now_ms),
+            )
+        decisions.append(decision)
+        advanced.append(new_tat)
+
+    verdict = Verdict(tuple(decisions))
+    if not verdict.allowed:
+        kept = [now_ms if t is None else max(t, now_ms) for t in tats_ms]
+        return verdict, kept
+
+    return verdict, advanced
+
+
+class RateLimiter(Protocol):
+    """Where buckets are kept: Redis for several replicas, memory for one."""
+
+    async def acquire(self, buckets: Sequence[Bucket], *, cost: int = 1) -> Verdict:
+        """Take `cost` units from every bucket, or from none if any refuses.
+
+        Raises `storage.StoreUnavailable` when the buckets cannot be read.
+        """
+        ...
