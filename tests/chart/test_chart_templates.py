@@ -153,6 +153,23 @@ def test_without_the_operator_the_worker_has_no_token_and_no_role(
     assert not {"Role", "RoleBinding", "ClusterRole"} & set(kinds(manifests))
 
 
+@pytest.mark.parametrize(
+    ("values", "required"),
+    [
+        ({}, "true"),
+        ({"operator": {"enabled": False}}, None),
+        ({"service": {"settings": {"requireTenantRegistration": False}}}, "false"),
+    ],
+    ids=["operator", "no operator", "explicitly off"],
+)
+def test_with_the_operator_the_service_requires_registered_tenants(
+    helm: Helm, values: dict[str, Any], required: str | None
+) -> None:
+    config = config_of(helm.template(values=values), "service")
+
+    assert config.get("TM_REQUIRE_TENANT_REGISTRATION") == required
+
+
 # ------------------------------------------------------------------ labels
 
 
