@@ -22,7 +22,7 @@ README = (ROOT / "README.md").read_text()
 
 def code_block_after(heading: str) -> str:
     """The first shell block of the README section called `heading`."""
-    section = README.split(f"## {heading}\n", 1)[1]
+    section = README.split(f"{heading}\n", 1)[1]
     found = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
     assert found, f"no shell block under {heading!r}"
     return found.group(1)
@@ -31,7 +31,7 @@ def code_block_after(heading: str) -> str:
 def test_readme_names_the_two_commands_and_ci_runs_the_test_command() -> None:
     commands = [
         line.split("#")[0].strip()
-        for line in code_block_after("Two commands").splitlines()
+        for line in code_block_after("## Two commands").splitlines()
         if line.strip()
     ]
 
@@ -63,7 +63,7 @@ def test_readme_quick_start_delivers_the_reminder_it_creates(tmp_path: Path) -> 
             assert dev.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
-        snippet = code_block_after("Try it").replace(
+        snippet = code_block_after("## Try it").replace(
             "127.0.0.1:5500", f"127.0.0.1:{port}"
         )
         ran = subprocess.run(
@@ -73,6 +73,20 @@ def test_readme_quick_start_delivers_the_reminder_it_creates(tmp_path: Path) -> 
             capture_output=True,
             text=True,
             timeout=60,
+        )
+        # The administrator's turn, on the task just stored.
+        admin = (
+            code_block_after("### tmctl")
+            .replace("127.0.0.1:5500", f"127.0.0.1:{port}")
+            .replace("--out alice.json", f"--out {tmp_path / 'alice.json'}")
+        )
+        administered = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", admin],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     finally:
         os.killpg(dev.pid, signal.SIGTERM)
@@ -95,3 +109,9 @@ def test_readme_quick_start_delivers_the_reminder_it_creates(tmp_path: Path) -> 
     assert "Stretch" in delivered["text"]
     assert delivered["dueAt"] <= delivered["sentAt"]
     assert "reminder email to a***@example.com" in log.read_text()
+
+    assert administered.returncode == 0, administered.stderr + log.read_text()
+    exported = json.loads((tmp_path / "alice.json").read_text())
+    assert [t["_id"] for t in exported["tasks"]] == [task["_id"]]
+    purge = json.loads(administered.stdout[administered.stdout.rindex("{") :])
+    assert purge["dryRun"] is True
