@@ -66,7 +66,7 @@ def encode(event: Mapping[str, Any]) -> bytes:
     return orjson.dumps(dict(event), default=_json_default, option=orjson.OPT_NAIVE_UTC)
 
 
-def _consume_outcome(future: asyncio.Future[Any]) -> None:
+def consume_outcome(future: asyncio.Future[Any]) -> None:
     # Read the outcome so that a failed start nobody awaited is not reported
     # as an exception never retrieved.
     if not future.cancelled():
@@ -118,7 +118,7 @@ class KafkaPublisher:
         # NB: a caller's timeout must not cancel a start half-way, or aiokafka
         # leaves its bootstrap connection open; the start goes on by itself.
         starting = asyncio.ensure_future(self._connected())
-        starting.add_done_callback(_consume_outcome)
+        starting.add_done_callback(consume_outcome)
         try:
             producer = await asyncio.shield(starting)
             await producer.client.fetch_all_metadata()
