@@ -81,10 +81,6 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def _ms(span: Any) -> int | None:
-    return None if span is None else round(span.total_seconds() * 1000)
-
-
 class MongoReminderStore:
     """Reminder deliveries in the task documents, with their attempt history."""
 
@@ -220,23 +216,7 @@ class MongoReminderStore:
         # The end state of this attempt, written only while the delivery is as
         # the claim left it: scheduled, and due no later than the claim (a
         # settled retry moves it later; a taken-over lease fails it).
-        fields: Document
-        if settlement.result is Result.SENT:
-            fields = {
-                "state": str(DeliveryState.SENT),
-                "sentAt": settlement.at,
-                "providerMessageId": settlement.provider_message_id,
-                "latenessMs": _ms(settlement.lateness),
-                "lastError": None,
-            }
-        elif settlement.result is Result.RETRY:
-            fields = {
-                "state": str(DeliveryState.SCHEDULED),
-                "dueAt": settlement.next_due_at,
-                "lastError": settlement.error,
-            }
-        else:
-            fields = {"state": str(DeliveryState.FAILED), "lastError": settlement.error}
+        fields: Document = settlement.delivery_fields()
         doc = await mongo.update_where(
             self.tasks,
             _task_key(due.task_id),
@@ -287,7 +267,7 @@ class MongoReminderStore:
             at=settlement.at,
             provider_message_id=settlement.provider_message_id,
             error=settlement.error,
-            lateness_ms=_ms(settlement.lateness),
+            lateness_ms=settlement.lateness_ms,
         )
 
     async def expire_leases(self, *, now: datetime, error: str) -> int:

@@ -25,7 +25,7 @@ import logging
 import sqlite3
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from tm_adapters import sqlite
@@ -41,10 +41,6 @@ Document = dict[str, Any]
 
 def _claim_id(due: Due) -> str:
     return f"{due.task_id}:{due.revision}:{due.channel}"
-
-
-def _ms(span: timedelta | None) -> int | None:
-    return None if span is None else round(span.total_seconds() * 1000)
 
 
 def _is_open(document: Mapping[str, Any]) -> bool:
@@ -226,23 +222,7 @@ class SqliteReminderStore:
         # The end state of this attempt, written only while the delivery is
         # as the claim left it: scheduled, and due no later than the claim (a
         # settled retry moves it later; a taken-over lease fails it).
-        fields: Document
-        if settlement.result is Result.SENT:
-            fields = {
-                "state": str(DeliveryState.SENT),
-                "sentAt": settlement.at,
-                "providerMessageId": settlement.provider_message_id,
-                "latenessMs": _ms(settlement.lateness),
-                "lastError": None,
-            }
-        elif settlement.result is Result.RETRY:
-            fields = {
-                "state": str(DeliveryState.SCHEDULED),
-                "dueAt": settlement.next_due_at,
-                "lastError": settlement.error,
-            }
-        else:
-            fields = {"state": str(DeliveryState.FAILED), "lastError": settlement.error}
+        fields: Document = settlement.delivery_fields()
 
         def apply(connection: sqlite3.Connection) -> None:
             document = sqlite.read_task(connection, due.task_id)
@@ -287,7 +267,7 @@ class SqliteReminderStore:
                 at=settlement.at,
                 provider_message_id=settlement.provider_message_id,
                 error=settlement.error,
-                lateness_ms=_ms(settlement.lateness),
+                lateness_ms=settlement.lateness_ms,
             )
 
         await self.db.write(apply)

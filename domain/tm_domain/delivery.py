@@ -31,11 +31,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from tm_domain import scheduling
 from tm_domain.errors import DeferredDelivery, PermanentDelivery, TransientDelivery
 from tm_domain.events import Due, EventType, TaskEvent
+from tm_domain.reminders import DeliveryState
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,30 @@ class Settlement:
     lateness: timedelta | None = None
     reason: FailureReason | None = None
     """Set when `result` is FAILED."""
+
+    @property
+    def lateness_ms(self) -> int | None:
+        if self.lateness is None:
+            return None
+        return round(self.lateness.total_seconds() * 1000)
+
+    def delivery_fields(self) -> dict[str, Any]:
+        """What this settlement sets in the delivery's stored record."""
+        if self.result is Result.SENT:
+            return {
+                "state": str(DeliveryState.SENT),
+                "sentAt": self.at,
+                "providerMessageId": self.provider_message_id,
+                "latenessMs": self.lateness_ms,
+                "lastError": None,
+            }
+        if self.result is Result.RETRY:
+            return {
+                "state": str(DeliveryState.SCHEDULED),
+                "dueAt": self.next_due_at,
+                "lastError": self.error,
+            }
+        return {"state": str(DeliveryState.FAILED), "lastError": self.error}
 
 
 class ReminderStore(Protocol):
