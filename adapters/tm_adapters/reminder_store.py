@@ -42,7 +42,7 @@ from pymongo.errors import DuplicateKeyError
 
 from tm_adapters import mongo
 from tm_domain import reminders
-from tm_domain.delivery import Claim, Message, Result, Settlement
+from tm_domain.delivery import Claim, Message, Result, Settlement, attempt_record
 from tm_domain.events import Due
 from tm_domain.reminders import Channel, DeliveryState
 
@@ -258,16 +258,18 @@ class MongoReminderStore:
             )
             doc = await self.tasks.find_one({"_id": _task_key(due.task_id)})
         await self._record(
-            tenant_id=claim.message.tenant_id,
-            user_id=None if doc is None else doc.get("userId"),
-            due=due,
-            attempt=claim.attempts + (1 if settlement.attempted else 0),
-            attempted=settlement.attempted,
-            result=str(settlement.result),
-            at=settlement.at,
-            provider_message_id=settlement.provider_message_id,
-            error=settlement.error,
-            lateness_ms=settlement.lateness_ms,
+            attempt_record(
+                tenant_id=claim.message.tenant_id,
+                user_id=None if doc is None else doc.get("userId"),
+                due=due,
+                attempt=claim.attempts + (1 if settlement.attempted else 0),
+                attempted=settlement.attempted,
+                result=str(settlement.result),
+                at=settlement.at,
+                provider_message_id=settlement.provider_message_id,
+                error=settlement.error,
+                lateness_ms=settlement.lateness_ms,
+            ),
         )
 
     async def expire_leases(self, *, now: datetime, error: str) -> int:
@@ -302,16 +304,18 @@ class MongoReminderStore:
 
             attempts = doc["reminder"]["deliveries"][due.channel].get("attempts")
             await self._record(
-                tenant_id=doc.get("tenantId"),
-                user_id=doc.get("userId"),
-                due=due,
-                attempt=int(attempts or 0) + 1,
-                attempted=True,
-                result="unknown",
-                at=now,
-                provider_message_id=None,
-                error=error,
-                lateness_ms=None,
+                attempt_record(
+                    tenant_id=doc.get("tenantId"),
+                    user_id=doc.get("userId"),
+                    due=due,
+                    attempt=int(attempts or 0) + 1,
+                    attempted=True,
+                    result="unknown",
+                    at=now,
+                    provider_message_id=None,
+                    error=error,
+                    lateness_ms=None,
+                ),
             )
 
         return expired
@@ -339,34 +343,6 @@ class MongoReminderStore:
 
         return [doc async for doc in cursor]
 
-    async def _record(
-        self,
-        *,
-        tenant_id: str | None,
-        user_id: str | None,
-        due: Due,
-        attempt: int,
-        attempted: bool,
-        result: str,
-        at: datetime,
-        provider_message_id: str | None,
-        error: str | None,
-        lateness_ms: int | None,
-    ) -> None:
+    async def _record(self, record: Mapping[str, Any]) -> None:
         await self.ensure_indexes()
-        await self.deliveries.insert_one(
-            {
-                "tenantId": tenant_id,
-                "userId": user_id,
-                "taskId": due.task_id,
-                "revision": due.revision,
-                "channel": due.channel,
-                "attempt": attempt,
-                "attempted": attempted,
-                "result": result,
-                "at": at,
-                "providerMessageId": provider_message_id,
-                "error": error,
-                "latenessMs": lateness_ms,
-            }
-        )
+        await self.deliveries.insert_one(dict(record))

@@ -30,7 +30,7 @@ from typing import Any
 
 from tm_adapters import sqlite
 from tm_domain import reminders
-from tm_domain.delivery import Claim, Message, Result, Settlement
+from tm_domain.delivery import Claim, Message, Result, Settlement, attempt_record
 from tm_domain.events import Due
 from tm_domain.reminders import Channel, DeliveryState
 
@@ -81,45 +81,18 @@ def _release(connection: sqlite3.Connection, due: Due, token: str) -> None:
     )
 
 
-def _record(
-    connection: sqlite3.Connection,
-    *,
-    tenant_id: str | None,
-    user_id: str | None,
-    due: Due,
-    attempt: int,
-    attempted: bool,
-    result: str,
-    at: datetime,
-    provider_message_id: str | None,
-    error: str | None,
-    lateness_ms: int | None,
-) -> None:
+def _record(connection: sqlite3.Connection, record: Mapping[str, Any]) -> None:
     """One attempt in the delivery history; never a recipient."""
-    record = {
-        "tenantId": tenant_id,
-        "userId": user_id,
-        "taskId": due.task_id,
-        "revision": due.revision,
-        "channel": due.channel,
-        "attempt": attempt,
-        "attempted": attempted,
-        "result": result,
-        "at": at,
-        "providerMessageId": provider_message_id,
-        "error": error,
-        "latenessMs": lateness_ms,
-    }
     connection.execute(
         """INSERT INTO reminder_deliveries
                 (id, tenant_id, user_id, task_id, at, document)
             VALUES (?, ?, ?, ?, ?, ?)""",
         (
             sqlite.new_task_id(),
-            tenant_id,
-            user_id,
-            due.task_id,
-            sqlite.instant(at),
+            record["tenantId"],
+            record["userId"],
+            record["taskId"],
+            sqlite.instant(record["at"]),
             sqlite.encode(record),
         ),
     )
@@ -258,16 +231,18 @@ class SqliteReminderStore:
             # applied, so the history records it either way.
             _record(
                 connection,
-                tenant_id=claim.message.tenant_id,
-                user_id=None if document is None else document.get("userId"),
-                due=due,
-                attempt=claim.attempts + (1 if settlement.attempted else 0),
-                attempted=settlement.attempted,
-                result=str(settlement.result),
-                at=settlement.at,
-                provider_message_id=settlement.provider_message_id,
-                error=settlement.error,
-                lateness_ms=settlement.lateness_ms,
+                attempt_record(
+                    tenant_id=claim.message.tenant_id,
+                    user_id=None if document is None else document.get("userId"),
+                    due=due,
+                    attempt=claim.attempts + (1 if settlement.attempted else 0),
+                    attempted=settlement.attempted,
+                    result=str(settlement.result),
+                    at=settlement.at,
+                    provider_message_id=settlement.provider_message_id,
+                    error=settlement.error,
+                    lateness_ms=settlement.lateness_ms,
+                ),
             )
 
         await self.db.write(apply)
@@ -302,16 +277,18 @@ class SqliteReminderStore:
                 sqlite.put_task(connection, document)
                 _record(
                     connection,
-                    tenant_id=document.get("tenantId"),
-                    user_id=document.get("userId"),
-                    due=due,
-                    attempt=attempts,
-                    attempted=True,
-                    result="unknown",
-                    at=now,
-                    provider_message_id=None,
-                    error=error,
-                    lateness_ms=None,
+                    attempt_record(
+                        tenant_id=document.get("tenantId"),
+                        user_id=document.get("userId"),
+                        due=due,
+                        attempt=attempts,
+                        attempted=True,
+                        result="unknown",
+                        at=now,
+                        provider_message_id=None,
+                        error=error,
+                        lateness_ms=None,
+                    ),
                 )
 
             return expired

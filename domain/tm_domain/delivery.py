@@ -132,6 +132,37 @@ class Settlement:
         return {"state": str(DeliveryState.FAILED), "lastError": self.error}
 
 
+def attempt_record(
+    *,
+    tenant_id: str | None,
+    user_id: str | None,
+    due: Due,
+    attempt: int,
+    attempted: bool,
+    result: str,
+    at: datetime,
+    provider_message_id: str | None,
+    error: str | None,
+    lateness_ms: int | None,
+) -> dict[str, Any]:
+    """One attempt in a delivery's history, as every store keeps it; it holds
+    no phone number or e-mail address."""
+    return {
+        "tenantId": tenant_id,
+        "userId": user_id,
+        "taskId": due.task_id,
+        "revision": due.revision,
+        "channel": due.channel,
+        "attempt": attempt,
+        "attempted": attempted,
+        "result": result,
+        "at": at,
+        "providerMessageId": provider_message_id,
+        "error": error,
+        "latenessMs": lateness_ms,
+    }
+
+
 class ReminderStore(Protocol):
     """Where reminders live; every step holds without multi-document transactions."""
 

@@ -16,7 +16,7 @@ from tm_domain import storage
 from tm_domain import tasks as task_rules
 from tm_service import responses, schemas
 from tm_service.auth import OwnerUser
-from tm_service.routes.tasks import month_of, query_date
+from tm_service.routes.tasks import month_of, query_date, task_response
 from tm_service.teams import TeamService
 
 router = APIRouter(prefix="/api/v1/owner/time", tags=["team owners"])
@@ -44,16 +44,6 @@ MemberFilter = Annotated[
 def _teams(request: Request) -> TeamService:
     service: TeamService = request.app.state.teams
     return service
-
-
-def _task(
-    request: Request, task: dict[str, Any], *, status_code: int = 200
-) -> Response:
-    return responses.ok(
-        request,
-        schemas.task_public(task).model_dump(mode="json"),
-        status_code=status_code,
-    )
 
 
 async def _view(
@@ -121,7 +111,7 @@ async def assign_task(
     owner: OwnerUser, body: schemas.OwnerTaskCreate, request: Request
 ) -> Response:
     task = await _teams(request).assign(owner, body.assignee_id, body.to_draft())
-    return _task(request, task, status_code=201)
+    return task_response(request, task, status_code=201)
 
 
 @router.get(
@@ -178,7 +168,7 @@ async def monthly(
     summary="Read a task the owner assigned",
 )
 async def get_task(owner: OwnerUser, task_id: str, request: Request) -> Response:
-    return _task(request, await _teams(request).get(owner, task_id))
+    return task_response(request, await _teams(request).get(owner, task_id))
 
 
 @router.put(
@@ -201,7 +191,7 @@ async def update_task(
         version=body.version,
         assignee=body.assignee_id,
     )
-    return _task(request, task)
+    return task_response(request, task)
 
 
 @router.delete(

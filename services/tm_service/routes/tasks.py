@@ -44,7 +44,7 @@ OneTask = schemas.Success[schemas.TaskPublic]
 ManyTasks = schemas.Success[list[schemas.TaskPublic]]
 
 
-def _task(
+def task_response(
     request: Request, task: dict[str, Any], *, status_code: int = 200
 ) -> Response:
     return responses.ok(
@@ -130,7 +130,7 @@ async def create_task(
     if guard is not None:
         await guard.take_tasks(request.scope, user, 1)
     task = await service.create(user, body.to_draft())
-    return _task(request, task, status_code=201)
+    return task_response(request, task, status_code=201)
 
 
 @router.get(
@@ -262,7 +262,7 @@ async def search_tasks(
 async def get_task(
     user: CurrentUser, service: Tasks, task_id: str, request: Request
 ) -> Response:
-    return _task(request, await service.get(user, task_id))
+    return task_response(request, await service.get(user, task_id))
 
 
 @router.put(
@@ -283,7 +283,7 @@ async def update_task(
     request: Request,
 ) -> Response:
     task = await service.update(user, task_id, body.to_draft(), version=body.version)
-    return _task(request, task)
+    return task_response(request, task)
 
 
 @router.patch(
@@ -301,7 +301,7 @@ async def complete_task(
 ) -> Response:
     completed = True if body is None else body.completed
     task = await service.set_completed(user, task_id, completed=completed)
-    return _task(request, task)
+    return task_response(request, task)
 
 
 @router.delete(
