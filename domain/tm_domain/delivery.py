@@ -245,6 +245,10 @@ class ReminderEngine:
         self._wakeup = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(self.settings.concurrency)
+        self._sweeper: asyncio.Task[None] | None = None
+        self._next_sweep: datetime | None = None
+        self._touched: list[set[str]] = []
+        """For each sweep under way, the tasks the engine heard of since it began."""
 
     def accept(self, event: TaskEvent) -> None:
         """Take a task event into the schedule; older versions are ignored."""
@@ -253,6 +257,7 @@ class ReminderEngine:
             return
         self._versions[event.task_id] = event.version
         self._versions.move_to_end(event.task_id)
+        self._touch(event.task_id)
         while len(self._versions) > 100_000:
             self._versions.popitem(last=False)
 
@@ -265,27 +270,39 @@ class ReminderEngine:
         self._wakeup.set()
 
     async def sweep(self) -> None:
-        """Read the store for what is due soon and for abandoned sends."""
-        now = self.clock()
-        expired = await self.store.expire_leases(now=now, error=UNKNOWN_OUTCOME)
-        if expired:
-            log.warning("delivery outcome unknown", extra={"count": expired})
-        self.queue.put_all(
-            await self.store.pending(
+        """Read the store for what is due soon and for abandoned sends.
+
+        What the store answers is as old as the read: a task the engine heard
+        of while the sweep was under way (an event, a dispatch, a retry) keeps
+        what the engine holds for it, which is at least as recent.
+        """
+        touched: set[str] = set()
+        self._touched.append(touched)
+        try:
+            now = self.clock()
+            expired = await self.store.expire_leases(now=now, error=UNKNOWN_OUTCOME)
+            if expired:
+                log.warning("delivery outcome unknown", extra={"count": expired})
+            found = await self.store.pending(
                 until=now + self.settings.horizon, limit=self.settings.sweep_limit
             )
-        )
+        finally:
+            self._touched.remove(touched)
+        self.queue.put_all(due for due in found if due.task_id not in touched)
 
     async def run(self) -> None:
-        """Send deliveries as they fall due, until cancelled."""
-        next_sweep = self.clock()
+        """Send deliveries as they fall due, until cancelled.
+
+        Sweeps run beside the sends, never in their way: a sweep reads the
+        whole store, which on a large one takes longer than a reminder may
+        be late.
+        """
+        self._next_sweep = self.clock()
         try:
             while True:
                 now = self.clock()
-                if now >= next_sweep:
-                    await self._sweep_safely()
-                    next_sweep = self.clock() + self.settings.sweep_every
-                    now = self.clock()
+                if self._next_sweep is not None and now >= self._next_sweep:
+                    self._start_sweep()
 
                 for due in self.queue.pop_due(now):
                     await self._slots.acquire()
@@ -293,21 +310,44 @@ class ReminderEngine:
                     self._in_flight.add(task)
                     task.add_done_callback(self._in_flight.discard)
 
-                # Sleep until the next delivery or sweep, or until an event
-                # brings an earlier one.
+                # Sleep until the next delivery or sweep, or until an event or
+                # the end of a sweep brings an earlier one.
                 # NB: no await between reading the queue and clearing the flag,
                 # so an event cannot slip in unseen.
-                next_due = self.queue.next_due()
-                wake_at = next_sweep if next_due is None else min(next_due, next_sweep)
-                delay = (wake_at - self.clock()).total_seconds()
+                wake_at = min(
+                    (t for t in (self.queue.next_due(), self._next_sweep) if t),
+                    default=None,
+                )
                 self._wakeup.clear()
+                if wake_at is None:
+                    await self._wakeup.wait()
+                    continue
+                delay = (wake_at - self.clock()).total_seconds()
                 if delay > 0:
                     try:
                         await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
                     except TimeoutError:
                         pass
         finally:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+                await asyncio.gather(self._sweeper, return_exceptions=True)
             await self.drain()
+
+    def _start_sweep(self) -> None:
+        self._next_sweep = None  # none while this one runs
+        self._sweeper = asyncio.create_task(self._sweep_safely(), name="sweep")
+        self._sweeper.add_done_callback(self._swept)
+
+    def _swept(self, task: asyncio.Task[None]) -> None:
+        self._sweeper = None
+        if not task.cancelled():
+            self._next_sweep = self.clock() + self.settings.sweep_every
+            self._wakeup.set()
+
+    def _touch(self, task_id: str) -> None:
+        for touched in self._touched:
+            touched.add(task_id)
 
     async def drain(self) -> None:
         """Let the sends under way finish, so none is left ambiguous."""
@@ -340,6 +380,7 @@ class ReminderEngine:
 
     async def dispatch(self, due: Due) -> Outcome | None:
         """Claim, send and settle one delivery; None when it may not go out."""
+        self._touch(due.task_id)
         now = self.clock()
         claim = await self.store.claim(
             due, now=now, lease_until=now + self.settings.lease, owner=self.owner
@@ -363,6 +404,7 @@ class ReminderEngine:
             settlement = await self._send(claim)
 
         await self.store.settle(claim, settlement)
+        self._touch(due.task_id)
         if settlement.result is Result.RETRY and settlement.next_due_at is not None:
             self.queue.put(
                 Due(due.task_id, due.revision, due.channel, settlement.next_due_at)

@@ -663,6 +663,56 @@ async def test_a_sweep_queues_what_the_store_has_due_within_the_horizon(
     assert engine.queue.pop_due(now + timedelta(days=1)) == [late, soon]
 
 
+class SlowStore(FakeReminderStore):
+    """A store whose sweep reads answer only when the test lets them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = asyncio.Event()
+
+    async def pending(self, *, until: datetime, limit: int) -> list[Due]:
+        found = await super().pending(until=until, limit=limit)
+        await self.answer.wait()
+        return found
+
+
+async def test_a_sweep_keeps_what_the_engine_heard_of_a_task_while_it_ran(
+    now: datetime,
+) -> None:
+    store = SlowStore()
+    moved = store.add(a_due(now + timedelta(minutes=1), task="task-1"))
+    untouched = store.add(a_due(now + timedelta(minutes=2), task="task-2"))
+    engine = an_engine(store, {}, clock=FakeClock(now))
+    sweep = asyncio.create_task(engine.sweep())
+    await soon(store.swept)
+
+    # The sweep has read the store; the task then moves, and its event arrives
+    # before the sweep's answer does.
+    later = store.add(a_due(now + timedelta(minutes=5), task="task-1"))
+    engine.accept(an_event(EventType.UPDATED, later, version=2))
+    store.answer.set()
+    await sweep
+
+    held = engine.queue.pop_due(now + timedelta(days=1))
+    assert held == [untouched, later]
+    assert moved not in held
+
+
+async def test_a_delivery_falls_due_and_goes_out_while_a_sweep_is_slow() -> None:
+    store, sender = SlowStore(), FakeSender()
+    reported = Reported()
+    engine = an_engine(store, {"sms": sender}, report=reported)
+
+    async with running(engine):
+        await soon(store.swept)
+        due = store.add(a_due(delivery.utc_now() + timedelta(milliseconds=20)))
+        engine.accept(an_event(EventType.CREATED, due))
+        await soon(reported.arrived)
+        assert not store.answer.is_set()
+
+    assert store.get(due).state is DeliveryState.SENT
+
+
 async def test_a_sweep_fails_sends_whose_worker_died_and_warns(
     now: datetime, caplog: pytest.LogCaptureFixture
 ) -> None:
