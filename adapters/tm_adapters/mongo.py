@@ -46,8 +46,16 @@ LOCKS_COLLECTION = "task_write_locks"
 log = logging.getLogger(__name__)
 
 
-def open_client(settings: ConnectionSettings) -> AsyncMongoClient[Document]:
-    """A client for `settings.mongodb_uri`; it connects lazily, on the first call."""
+def open_client(
+    settings: ConnectionSettings, *, keep_open: int = 0
+) -> AsyncMongoClient[Document]:
+    """A client for `settings.mongodb_uri`; it connects lazily, on the first call.
+
+    `keep_open`: connections the client opens ahead of need and keeps, for a
+    caller whose load comes in bursts. The driver opens only two at a time,
+    so a burst of calls on a cold pool queues behind the handshakes of the
+    connections it needs.
+    """
     timeout_ms = settings.mongodb_timeout_ms
     return AsyncMongoClient(
         settings.mongodb_uri,
@@ -55,6 +63,7 @@ def open_client(settings: ConnectionSettings) -> AsyncMongoClient[Document]:
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
         socketTimeoutMS=timeout_ms,
+        minPoolSize=keep_open,
         appname="time-manager",
     )
 

@@ -129,7 +129,10 @@ class MongoReminderStore:
         projection = {"reminder.revision": 1, "reminder.deliveries": 1}
 
         found: list[Due] = []
-        async for doc in self.tasks.find(query, projection, limit=limit):
+        # NB: in modest batches, so that decoding them never holds up the
+        # sends that share this event loop for long.
+        cursor = self.tasks.find(query, projection, limit=limit, batch_size=200)
+        async for doc in cursor:
             reminder = doc["reminder"]
             for channel, delivery in (reminder.get("deliveries") or {}).items():
                 due_at = delivery.get("dueAt")

@@ -97,7 +97,12 @@ class Delivery(mode.Service):
 
     async def on_start(self) -> None:
         settings = self.settings
-        self._client = mongo.open_client(settings)
+        # A delivery makes its calls one after another, so the engine needs
+        # at most one connection per send under way; reminders that fall due
+        # together would otherwise wait for the pool to grow.
+        self._client = mongo.open_client(
+            settings, keep_open=settings.delivery_concurrency
+        )
         store = MongoReminderStore(mongo.database(self._client, settings))
         self._senders = providers.senders_from_settings(settings)
         if settings.channels_secret is not None:
