@@ -42,7 +42,15 @@ from pymongo.errors import DuplicateKeyError
 
 from tm_adapters import mongo
 from tm_domain import reminders
-from tm_domain.delivery import Claim, Message, Result, Settlement, attempt_record
+from tm_domain.delivery import (
+    Claim,
+    Message,
+    NotYet,
+    Result,
+    Settlement,
+    attempt_record,
+    not_yet,
+)
 from tm_domain.events import Due
 from tm_domain.reminders import Channel, DeliveryState
 
@@ -155,7 +163,7 @@ class MongoReminderStore:
 
     async def claim(
         self, due: Due, *, now: datetime, lease_until: datetime, owner: str
-    ) -> Claim | None:
+    ) -> Claim | NotYet | None:
         token = uuid.uuid4().hex
         try:
             await self.claims.insert_one(
@@ -187,7 +195,7 @@ class MongoReminderStore:
             },
         ):
             await self._release(due, token)
-            return None
+            return not_yet(doc, due, now)
 
         reminder = doc["reminder"]
         delivery = reminder["deliveries"][due.channel]

@@ -30,7 +30,15 @@ from typing import Any
 
 from tm_adapters import sqlite
 from tm_domain import reminders
-from tm_domain.delivery import Claim, Message, Result, Settlement, attempt_record
+from tm_domain.delivery import (
+    Claim,
+    Message,
+    NotYet,
+    Result,
+    Settlement,
+    attempt_record,
+    not_yet,
+)
 from tm_domain.events import Due
 from tm_domain.reminders import Channel, DeliveryState
 
@@ -123,10 +131,10 @@ class SqliteReminderStore:
 
     async def claim(
         self, due: Due, *, now: datetime, lease_until: datetime, owner: str
-    ) -> Claim | None:
+    ) -> Claim | NotYet | None:
         token = uuid.uuid4().hex
 
-        def take(connection: sqlite3.Connection) -> Claim | None:
+        def take(connection: sqlite3.Connection) -> Claim | NotYet | None:
             try:
                 connection.execute(
                     """INSERT INTO reminder_claims (id, token, owner, task_id,
@@ -152,7 +160,7 @@ class SqliteReminderStore:
             )
             if document is None or delivery is None or not _is_open(document):
                 _release(connection, due, token)
-                return None
+                return not_yet(document, due, now)
 
             return self._claim(document, delivery, due, now=now, token=token)
 

@@ -28,12 +28,12 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from tm_domain import scheduling
+from tm_domain import reminders, scheduling
 from tm_domain.errors import DeferredDelivery, PermanentDelivery, TransientDelivery
 from tm_domain.events import Due, EventType, TaskEvent
 from tm_domain.reminders import DeliveryState
@@ -163,6 +163,31 @@ def attempt_record(
     }
 
 
+@dataclass(frozen=True)
+class NotYet:
+    """A claim refused because the store has the delivery scheduled later.
+
+    The engine held an older time for it (from an event that a retry or a
+    move has since overtaken, or from a sweep read before the change) and
+    waits for `due.due_at` instead.
+    """
+
+    due: Due
+
+
+def not_yet(task: Mapping[str, Any] | None, due: Due, now: datetime) -> NotYet | None:
+    """NotYet if the task document has `due`'s delivery waiting past `now`."""
+    waiting = (
+        None
+        if task is None
+        else reminders.waiting_until(task, revision=due.revision, channel=due.channel)
+    )
+    if waiting is None or waiting <= now:
+        return None
+
+    return NotYet(replace(due, due_at=waiting))
+
+
 class ReminderStore(Protocol):
     """Where reminders live; every step holds without multi-document transactions."""
 
@@ -171,8 +196,12 @@ class ReminderStore(Protocol):
 
     async def claim(
         self, due: Due, *, now: datetime, lease_until: datetime, owner: str
-    ) -> Claim | None:
-        """Take the lease on a due delivery; None if it may not go out now."""
+    ) -> Claim | NotYet | None:
+        """Take the lease on a due delivery.
+
+        NotYet when the delivery waits for a later time, None when it may
+        not go out at all (settled, cancelled, superseded, held by another).
+        """
 
     async def settle(self, claim: Claim, settlement: Settlement) -> None:
         """Record the end of an attempt and give up the claim's lease."""
@@ -247,8 +276,9 @@ class ReminderEngine:
         self._slots = asyncio.Semaphore(self.settings.concurrency)
         self._sweeper: asyncio.Task[None] | None = None
         self._next_sweep: datetime | None = None
-        self._touched: list[set[str]] = []
-        """For each sweep under way, the tasks the engine heard of since it began."""
+        self._stopping = False
+        self._dispatched: list[set[tuple[str, int, str]]] = []
+        """For each sweep under way, the deliveries dispatched since it began."""
 
     def accept(self, event: TaskEvent) -> None:
         """Take a task event into the schedule; older versions are ignored."""
@@ -257,7 +287,6 @@ class ReminderEngine:
             return
         self._versions[event.task_id] = event.version
         self._versions.move_to_end(event.task_id)
-        self._touch(event.task_id)
         while len(self._versions) > 100_000:
             self._versions.popitem(last=False)
 
@@ -272,12 +301,13 @@ class ReminderEngine:
     async def sweep(self) -> None:
         """Read the store for what is due soon and for abandoned sends.
 
-        What the store answers is as old as the read: a task the engine heard
-        of while the sweep was under way (an event, a dispatch, a retry) keeps
-        what the engine holds for it, which is at least as recent.
+        What the store answers is as old as the read. A delivery dispatched
+        meanwhile is left to its dispatch, which knows better; for any other
+        the engine keeps the earlier of its own time and the store's (see
+        `DueQueue.offer`).
         """
-        touched: set[str] = set()
-        self._touched.append(touched)
+        dispatched: set[tuple[str, int, str]] = set()
+        self._dispatched.append(dispatched)
         try:
             now = self.clock()
             expired = await self.store.expire_leases(now=now, error=UNKNOWN_OUTCOME)
@@ -287,8 +317,10 @@ class ReminderEngine:
                 until=now + self.settings.horizon, limit=self.settings.sweep_limit
             )
         finally:
-            self._touched.remove(touched)
-        self.queue.put_all(due for due in found if due.task_id not in touched)
+            self._dispatched = [d for d in self._dispatched if d is not dispatched]
+        for due in found:
+            if due.key not in dispatched:
+                self.queue.offer(due)
 
     async def run(self) -> None:
         """Send deliveries as they fall due, until cancelled.
@@ -329,6 +361,7 @@ class ReminderEngine:
                     except TimeoutError:
                         pass
         finally:
+            self._stopping = True
             if self._sweeper is not None:
                 self._sweeper.cancel()
                 await asyncio.gather(self._sweeper, return_exceptions=True)
@@ -341,13 +374,13 @@ class ReminderEngine:
 
     def _swept(self, task: asyncio.Task[None]) -> None:
         self._sweeper = None
-        if not task.cancelled():
-            self._next_sweep = self.clock() + self.settings.sweep_every
-            self._wakeup.set()
-
-    def _touch(self, task_id: str) -> None:
-        for touched in self._touched:
-            touched.add(task_id)
+        if self._stopping:
+            return
+        if task.cancelled():
+            # Not by us: a driver gave up on its own. Sweep again all the same.
+            log.warning("sweep cancelled")
+        self._next_sweep = self.clock() + self.settings.sweep_every
+        self._wakeup.set()
 
     async def drain(self) -> None:
         """Let the sends under way finish, so none is left ambiguous."""
@@ -380,11 +413,16 @@ class ReminderEngine:
 
     async def dispatch(self, due: Due) -> Outcome | None:
         """Claim, send and settle one delivery; None when it may not go out."""
-        self._touch(due.task_id)
+        for dispatched in self._dispatched:
+            dispatched.add(due.key)
         now = self.clock()
         claim = await self.store.claim(
             due, now=now, lease_until=now + self.settings.lease, owner=self.owner
         )
+        if isinstance(claim, NotYet):
+            self.queue.put(claim.due)
+            self._wakeup.set()
+            return None
         if claim is None:
             return None
 
@@ -404,7 +442,6 @@ class ReminderEngine:
             settlement = await self._send(claim)
 
         await self.store.settle(claim, settlement)
-        self._touch(due.task_id)
         if settlement.result is Result.RETRY and settlement.next_due_at is not None:
             self.queue.put(
                 Due(due.task_id, due.revision, due.channel, settlement.next_due_at)

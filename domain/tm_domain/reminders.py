@@ -328,6 +328,30 @@ def summarize(reminder: Mapping[str, Any] | None) -> Summary:
     )
 
 
+def waiting_until(
+    task: Mapping[str, Any], *, revision: int, channel: str
+) -> datetime | None:
+    """When the task has the delivery (`revision`, `channel`) scheduled.
+
+    None when it has no such delivery waiting: the task is closed, its
+    reminder off or of another revision, the delivery settled.
+    """
+    reminder = task.get("reminder") or {}
+    delivery = (reminder.get("deliveries") or {}).get(channel) or {}
+    due_at = delivery.get("dueAt")
+    if (
+        task.get("deletedAt") is not None
+        or task.get("completed") is not False
+        or reminder.get("enabled") is not True
+        or reminder.get("revision") != revision
+        or delivery.get("state") != DeliveryState.SCHEDULED
+        or not isinstance(due_at, datetime)
+    ):
+        return None
+
+    return _utc(due_at)
+
+
 def message(task: Mapping[str, Any], channel: str) -> tuple[str, str]:
     """The subject and text of a reminder for a task."""
     when = task["taskDate"]

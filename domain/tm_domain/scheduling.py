@@ -77,6 +77,17 @@ class DueQueue:
         for due in dues:
             self.put(due)
 
+    def offer(self, due: Due) -> None:
+        """Hold `due` unless the queue holds its delivery for an earlier time.
+
+        For what may be out of date: the earlier of two times is the one
+        that must not be missed, and a delivery taken too early is refused
+        by its claim with the time it waits for.
+        """
+        current = self._live.get(due.key)
+        if current is None or due.due_at < current.due_at:
+            self.put(due)
+
     def forget_task(self, task_id: str, *, keep_revision: int | None = None) -> None:
         """Drop a task's entries, except those of `keep_revision`."""
         for key in list(self._by_task.get(task_id, ())):

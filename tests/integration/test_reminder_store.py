@@ -4,13 +4,14 @@ leases. Every test runs against both stores (`tests/support/stores.py`)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.support.documents import EMAIL, PHONE, task_document
 from tests.support.stores import Backend
-from tm_domain.delivery import Claim, Result, Settlement
+from tm_domain.delivery import Claim, NotYet, Result, Settlement
 from tm_domain.events import Due
 
 pytestmark = pytest.mark.integration
@@ -147,17 +148,18 @@ async def test_claim_refuses_a_delivery_that_may_no_longer_go_out(
     assert len(await backend.claims()) == 0
 
 
-async def test_claim_refuses_a_delivery_before_its_time(
+async def test_claim_refuses_a_delivery_before_its_time_and_tells_it(
     backend: Backend,
 ) -> None:
     doc = task_document(send_at=NOW + timedelta(seconds=30), channels=["sms"])
     await backend.put(doc)
+    due = due_of(doc, "sms")
 
     claim = await backend.reminders.claim(
-        due_of(doc, "sms"), now=NOW, lease_until=NOW, owner="worker-a"
+        replace(due, due_at=NOW), now=NOW, lease_until=NOW, owner="worker-a"
     )
 
-    assert claim is None
+    assert claim == NotYet(replace(due, due_at=NOW + timedelta(seconds=30)))
 
 
 async def test_settle_sent_records_the_provider_id_and_lateness_without_recipient(
@@ -300,8 +302,8 @@ async def test_a_claim_can_be_taken_again_once_settled_and_reads_the_settlement(
         owner="worker-b",
     )
 
-    assert early is None
-    assert on_time is not None and on_time.attempts == 1
+    assert early == NotYet(replace(claim.due, due_at=NOW + timedelta(seconds=4)))
+    assert isinstance(on_time, Claim) and on_time.attempts == 1
 
 
 @pytest.mark.parametrize(

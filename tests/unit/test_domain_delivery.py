@@ -21,6 +21,7 @@ from tm_domain.delivery import (
     Claim,
     EngineSettings,
     Message,
+    NotYet,
     Outcome,
     ReminderEngine,
     Result,
@@ -99,18 +100,19 @@ class FakeReminderStore:
 
     async def claim(
         self, due: Due, *, now: datetime, lease_until: datetime, owner: str
-    ) -> Claim | None:
+    ) -> Claim | NotYet | None:
         self._fail_if_told("claim")
         stored = self.deliveries.get(due.key)
         if (
             stored is None
             or stored.state is not DeliveryState.SCHEDULED
             or stored.lease_token is not None
-            or stored.due_at > now
             or self.revisions.get(due.task_id) != due.revision
             or due.task_id in self.closed
         ):
             return None
+        if stored.due_at > now:
+            return NotYet(replace(due, due_at=stored.due_at))
 
         stored.lease_token, stored.lease_until = f"{owner}-{now}", lease_until
         task = {"title": "Dentist", "taskDate": "2026-06-01", "timeOfDay": "15:00"}
@@ -676,26 +678,74 @@ class SlowStore(FakeReminderStore):
         return found
 
 
-async def test_a_sweep_keeps_what_the_engine_heard_of_a_task_while_it_ran(
+@pytest.mark.parametrize("store_moves", ["earlier", "later"])
+async def test_a_sweep_keeps_the_earlier_of_its_time_and_the_engines(
+    now: datetime, store_moves: str
+) -> None:
+    store = FakeReminderStore()
+    held = a_due(now + timedelta(minutes=3))
+    stored = store.add(
+        a_due(now + timedelta(minutes=1 if store_moves == "earlier" else 5))
+    )
+    engine = an_engine(store, {}, clock=FakeClock(now))
+    engine.accept(an_event(EventType.CREATED, held))
+
+    await engine.sweep()
+
+    earlier = min(held, stored, key=lambda d: d.due_at)
+    assert engine.queue.pop_due(now + timedelta(days=1)) == [earlier]
+
+
+async def test_a_sweep_leaves_what_was_dispatched_while_it_ran_to_the_dispatch(
     now: datetime,
 ) -> None:
-    store = SlowStore()
-    moved = store.add(a_due(now + timedelta(minutes=1), task="task-1"))
-    untouched = store.add(a_due(now + timedelta(minutes=2), task="task-2"))
-    engine = an_engine(store, {}, clock=FakeClock(now))
+    store, sender = SlowStore(), FakeSender()
+    due = store.add(a_due(now - timedelta(seconds=1)))
+    engine = an_engine(store, {"sms": sender}, clock=FakeClock(now))
     sweep = asyncio.create_task(engine.sweep())
     await soon(store.swept)
 
-    # The sweep has read the store; the task then moves, and its event arrives
-    # before the sweep's answer does.
-    later = store.add(a_due(now + timedelta(minutes=5), task="task-1"))
-    engine.accept(an_event(EventType.UPDATED, later, version=2))
+    # The sweep has read the delivery as scheduled; it goes out before the
+    # sweep's answer arrives.
+    await engine.dispatch(due)
     store.answer.set()
     await sweep
 
-    held = engine.queue.pop_due(now + timedelta(days=1))
-    assert held == [untouched, later]
-    assert moved not in held
+    assert store.get(due).state is DeliveryState.SENT
+    assert len(engine.queue) == 0
+
+
+async def test_a_delivery_taken_too_early_waits_for_the_time_the_store_has(
+    now: datetime,
+) -> None:
+    store, sender = FakeReminderStore(), FakeSender()
+    retry_at = store.add(a_due(now + timedelta(seconds=30)))
+    engine = an_engine(store, {"sms": sender}, clock=FakeClock(now))
+
+    # An event older than the retry the store has since scheduled.
+    outcome = await engine.dispatch(replace(retry_at, due_at=now))
+
+    assert outcome is None
+    assert sender.messages == []
+    assert engine.queue.next_due() == retry_at.due_at
+
+
+async def test_a_sweep_that_ends_cancelled_on_its_own_does_not_end_sweeping(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FakeReminderStore()
+    store.failures["pending"] = asyncio.CancelledError()
+    engine = an_engine(store, {}, sweep_every=timedelta(milliseconds=20))
+    swept_again = asyncio.Event()
+
+    async with running(engine):
+        await soon(store.swept)
+        store.swept.clear()
+        await soon(store.swept)
+        swept_again.set()
+
+    assert swept_again.is_set()
+    assert "sweep cancelled" in [r.getMessage() for r in caplog.records]
 
 
 async def test_a_delivery_falls_due_and_goes_out_while_a_sweep_is_slow() -> None:

@@ -147,6 +147,18 @@ def test_a_delivery_put_again_later_waits_for_the_new_time() -> None:
     assert queue.pop_due(at(10)) == [a_due(10)]
 
 
+def test_a_delivery_offered_keeps_the_earlier_of_the_two_times() -> None:
+    queue = DueQueue()
+    queue.offer(a_due(5))
+
+    queue.offer(a_due(10))
+    assert queue.next_due() == at(5)
+    queue.offer(a_due(2))
+
+    assert len(queue) == 1
+    assert queue.pop_due(at(20)) == [a_due(2)]
+
+
 def test_only_deliveries_due_by_now_come_out() -> None:
     queue = DueQueue()
     queue.put_all([a_due(1, task="a"), a_due(2, task="b"), a_due(3, task="c")])
