@@ -198,7 +198,16 @@ def serve_bare(port: int, body_file: str) -> None:
         return Response(body, media_type="application/json")
 
     app = Starlette(routes=[Route(BARE_PATH, daily)])
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    # The options `tm-service` runs with (`tm_service.main`), so the two
+    # differ only in the application.
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+    )
 
 
 def start_bare(body: bytes, work: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -216,6 +225,19 @@ def start_bare(body: bytes, work: Path) -> tuple[subprocess.Popen[bytes], int]:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError("the bare app did not start")
+
+
+def server_stack(pid: int) -> str:
+    """Which event loop and HTTP parser a target's uvicorn loaded: its
+    native modules, as the process's memory map names them (Linux)."""
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return "unknown"
+    loop = "uvloop" if "/uvloop/" in maps else "asyncio"
+    parser = "httptools" if "/httptools/" in maps else "h11"
+
+    return f"{loop} + {parser}"
 
 
 async def _probe(port: int) -> None:
@@ -295,6 +317,15 @@ def main() -> None:
                 body = seed(target, args.tasks)
             bare, bare_port = start_bare(body, work)
             print(f"daily view of {args.tasks} tasks, {len(body)} bytes", flush=True)
+
+            # The comparison is fair only on the same server stack.
+            stacks = {"bare": server_stack(bare.pid)}
+            for name, target in targets.items():
+                assert target.service.popen is not None
+                stacks[name] = server_stack(target.service.popen.pid)
+            print("server stacks:", stacks, flush=True)
+            if len(set(stacks.values())) != 1:
+                raise SystemExit("the targets run different server stacks")
 
             aims = {"bare": (bare_port, BARE_PATH, {})}
             for name, target in targets.items():
