@@ -17,6 +17,8 @@ process (tests) do not collide.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -27,6 +29,9 @@ from prometheus_client import (
 )
 from starlette.responses import Response
 
+# Routes, methods and statuses are bounded, but a made-up method is a key of
+# its own: past this many, children are looked up by label again.
+_SERIES_KEPT = 1000
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 # From a cached read (a few milliseconds) to a slow write under load.
@@ -67,14 +72,25 @@ class Metrics:
             ["component"],
             registry=self.registry,
         )
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe_request(
         self, *, route: str, method: str, status: int, seconds: float
     ) -> None:
-        # Any method a client makes up is one label value, not one each.
-        shown = method if method in _METHODS else "OTHER"
-        self.requests.labels(route, shown, str(status)).inc()
-        self.duration.labels(route, shown).observe(seconds)
+        # The children of one route, method and status, found once: looking
+        # them up by their labels each time cost more than counting.
+        series = self._series.get((route, method, status))
+        if series is None:
+            # Any method a client makes up is one label value, not one each.
+            shown = method if method in _METHODS else "OTHER"
+            series = (
+                self.requests.labels(route, shown, str(status)),
+                self.duration.labels(route, shown),
+            )
+            if len(self._series) < _SERIES_KEPT:
+                self._series[(route, method, status)] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
 
 router = APIRouter(tags=["health"])
