@@ -27,7 +27,7 @@ from tm_adapters.task_store import MongoTaskStore
 from tm_adapters.team_store import MongoTeamStore
 from tm_adapters.tenant_store import MongoTenantStore
 from tm_domain import caching, limits, storage
-from tm_service import errors, openapi
+from tm_service import auth, errors, openapi
 from tm_service.auth import API_KEY_HEADER, TenantKeys
 from tm_service.metrics import Metrics
 from tm_service.metrics import router as metrics_router
@@ -124,6 +124,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.tokens = auth.Tokens(
+        secret=settings.jwt_secret.get_secret_value(), leeway_s=settings.jwt_leeway_s
+    )
     app.state.tenant_keys = tenant_keys
     app.state.metrics = metrics
     errors.install(app)
