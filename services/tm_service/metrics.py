@@ -8,6 +8,7 @@ one only together with them:
     tm_cache_requests_total{view,result}            counter, result hit|miss
     tm_rate_limit_rejections_total{scope}           counter, scope ip|user|tasks
     tm_redis_unavailable_total{component}           counter, limiter|cache|idempotency
+    tm_fast_view_requests_total{result}             counter, result served|passed
 
 `route` is the route's template (`/api/v1/visitor/time/tasks/{task_id}`), or
 `unmatched` for a path no route serves, so the label stays bounded whatever
@@ -70,6 +71,13 @@ class Metrics:
             "tm_redis_unavailable",
             "Calls to Redis that failed, so the component went on without it.",
             ["component"],
+            registry=self.registry,
+        )
+        self.fast_views = Counter(
+            "tm_fast_view_requests",
+            "Daily view requests answered in front of the routes (served) or "
+            "left to them (passed).",
+            ["result"],
             registry=self.registry,
         )
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}

@@ -172,9 +172,45 @@ class Guard:
     async def admit(self, scope: Scope, user: storage.User) -> None:
         """Let an authenticated caller in, or raise 403 or 429."""
         quotas = await self.quotas(user.tenant_id)
+        await self._take(scope, [self._user(user, quotas)], scope_name="user")
+
+    def stages(
+        self, scope: Scope, user: storage.User, quotas: tenants.Quotas
+    ) -> list[tuple[str, limits.Bucket]]:
+        """The limits a request of `user` meets, in the order they are taken
+        (`ClientLimit`'s, then `admit`'s), by the name of their scope."""
+        if not self.settings.rate_limits_enabled:
+            return []
+        met = []
+        client = scope.get("client")
+        if client and scope["path"].startswith("/api/"):
+            met.append(("ip", self._client(str(client[0]))))
+        met.append(("user", self._user(user, quotas)))
+
+        return met
+
+    def taken(self, scope: Scope, verdicts: dict[str, limits.Verdict]) -> None:
+        """Limits taken in front of the routes, for the routes' own steps.
+
+        When every verdict allowed and the request is answered there, this
+        leaves the headers `_take` would have; otherwise `ClientLimit` and
+        `admit` use these verdicts instead of taking their limits again.
+        """
+        if not verdicts:
+            return
+        self._limits_up()
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["limits_taken"] = dict(verdicts)
+        state["response_headers"] = errors.rate_limit_headers(
+            list(verdicts.values())[-1]
+        )
+
+    def _client(self, address: str) -> limits.Bucket:
+        return limits.Bucket(f"ip:{address}", self.ip_limit)
+
+    def _user(self, user: storage.User, quotas: tenants.Quotas) -> limits.Bucket:
         calls = limits.Limit("user", quotas.api_calls_per_minute, MINUTE_S)
-        bucket = limits.Bucket(f"user:{_who(user.tenant_id, user.user_id)}", calls)
-        await self._take(scope, [bucket], scope_name="user")
+        return limits.Bucket(f"user:{_who(user.tenant_id, user.user_id)}", calls)
 
     async def take_tasks(self, scope: Scope, user: storage.User, count: int) -> None:
         """Count `count` task creations, or raise 429 without counting any."""
@@ -196,8 +232,7 @@ class Guard:
 
     async def client(self, scope: Scope, address: str) -> None:
         """Count a request from a client address, or raise 429."""
-        bucket = limits.Bucket(f"ip:{address}", self.ip_limit)
-        await self._take(scope, [bucket], scope_name="ip")
+        await self._take(scope, [self._client(address)], scope_name="ip")
 
     async def _take(
         self,
@@ -209,26 +244,34 @@ class Guard:
     ) -> None:
         if not self.settings.rate_limits_enabled:
             return
-        try:
-            verdict = await self.limiter.acquire(buckets, cost=cost)
-        except storage.StoreUnavailable as exc:
-            # Fail open: count the outage, say so once, and let the call in.
-            self.metrics.redis_unavailable.labels("limiter").inc()
-            if not self._limiter_down:
-                self._limiter_down = True
-                log.warning("rate limits not applied", extra={"reason": str(exc)})
-            return
-        if self._limiter_down:
-            self._limiter_down = False
-            log.warning("rate limits applied again")
+        state: dict[str, Any] = scope.setdefault("state", {})
+        taken: dict[str, limits.Verdict] = state.get("limits_taken") or {}
+        if scope_name in taken:
+            # Taken in front of the routes, with the cached view's read.
+            verdict = taken.pop(scope_name)
+        else:
+            try:
+                verdict = await self.limiter.acquire(buckets, cost=cost)
+            except storage.StoreUnavailable as exc:
+                # Fail open: count the outage, say so once, and let the call in.
+                self.metrics.redis_unavailable.labels("limiter").inc()
+                if not self._limiter_down:
+                    self._limiter_down = True
+                    log.warning("rate limits not applied", extra={"reason": str(exc)})
+                return
+            self._limits_up()
 
         # The headers of the latest limit met, for the response.
-        state: dict[str, Any] = scope.setdefault("state", {})
         state["response_headers"] = errors.rate_limit_headers(verdict)
         if not verdict.allowed:
             self.metrics.rejections.labels(scope_name).inc()
             state["rate_limited"] = scope_name
             raise errors.RateLimited(verdict, scope=scope_name)
+
+    def _limits_up(self) -> None:
+        if self._limiter_down:
+            self._limiter_down = False
+            log.warning("rate limits applied again")
 
 
 class ClientLimit:
