@@ -149,6 +149,7 @@ class Guard:
             burst=max(settings.rate_limit_ip_burst, settings.rate_limit_ip_per_minute),
         )
         self._limiter_down = False
+        self._user_limits: dict[int, limits.Limit] = {}
 
     async def quotas(self, tenant_id: str) -> tenants.Quotas:
         """The tenant's quotas; refuses a tenant that may not call."""
@@ -209,7 +210,12 @@ class Guard:
         return limits.Bucket(f"ip:{address}", self.ip_limit)
 
     def _user(self, user: storage.User, quotas: tenants.Quotas) -> limits.Bucket:
-        calls = limits.Limit("user", quotas.api_calls_per_minute, MINUTE_S)
+        calls = self._user_limits.get(quotas.api_calls_per_minute)
+        if calls is None:
+            calls = limits.Limit("user", quotas.api_calls_per_minute, MINUTE_S)
+            # Tenants' quotas take few values; a limit is made once for each.
+            if len(self._user_limits) < 1000:
+                self._user_limits[quotas.api_calls_per_minute] = calls
         return limits.Bucket(f"user:{_who(user.tenant_id, user.user_id)}", calls)
 
     async def take_tasks(self, scope: Scope, user: storage.User, count: int) -> None:
