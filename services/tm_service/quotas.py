@@ -14,6 +14,12 @@ Task creations are counted as well, against `tasksPerHour` and
 spends nothing of the other. And before any of that, `ClientLimit` counts
 every `/api/` request of a client address: 100 a minute, bursts to 200.
 
+The daily view's read in front of the routes (`tm_service.fast_views`)
+takes the address's and the user's limits in the same Redis call as the
+cached view; a request it leaves to the routes carries those verdicts in
+its scope (`Guard.taken`), and `ClientLimit` and `admit` use them instead of
+taking the limits again.
+
 Over a limit the answer is 429 RATE_LIMITED with `Retry-After`, and every
 answer that met a limit carries `RateLimit-Policy` and `RateLimit` (the
 IETF draft's structured fields: `"user";q=60;w=60` and `"user";r=12;t=48`).
