@@ -39,18 +39,32 @@ def encode(args: tuple[bytes | str | int | float, ...]) -> bytes:
     """A command as RESP: an array of bulk strings."""
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
-        if isinstance(arg, bytes):
-            data = arg
-        elif isinstance(arg, str):
-            data = arg.encode()
+        if isinstance(arg, str):
+            # Names, keys and script hashes come back request after request.
+            bulk = _bulk_texts.get(arg)
+            if bulk is None:
+                bulk = _bulk(arg.encode())
+                if len(_bulk_texts) < _BULK_TEXTS_KEPT:
+                    _bulk_texts[arg] = bulk
+            parts.append(bulk)
+        elif isinstance(arg, bytes):
+            parts.append(_bulk(arg))
         elif isinstance(arg, float):
             # repr is the shortest text that reads back as the same float.
-            data = repr(arg).encode()
+            parts.append(_bulk(repr(arg).encode()))
         else:
-            data = str(arg).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+            parts.append(_bulk(b"%d" % arg))
 
     return b"".join(parts)
+
+
+def _bulk(data: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+# Texts encoded before, as bulk strings; past this many, new ones are not kept.
+_BULK_TEXTS_KEPT = 10_000
+_bulk_texts: dict[str, bytes] = {}
 
 
 def parse(buffer: bytes, at: int) -> tuple[Reply, int]:
