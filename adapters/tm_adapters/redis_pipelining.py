@@ -26,7 +26,11 @@ from typing import Any, cast
 
 import redis.asyncio as redis
 from redis import exceptions
-from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.connection import (
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
 
 Reply = bytes | int | list[Any] | None | exceptions.ResponseError
 
@@ -240,12 +244,16 @@ class PipelinedConnection:
             async with asyncio.timeout(self.timeout_s):
                 if isinstance(options, UnixDomainSocketConnection):
                     _, protocol = await loop.create_unix_connection(made, options.path)
-                else:
+                elif isinstance(options, Connection):
                     context: ssl.SSLContext | None = None
                     if isinstance(options, SSLConnection):
                         context = options.ssl_context.get()
                     _, protocol = await loop.create_connection(
                         made, options.host, options.port, ssl=context
+                    )
+                else:
+                    raise exceptions.ConnectionError(
+                        f"Redis: no pipelining over {type(options).__name__}"
                     )
                 await self._hello(protocol, options)
         except TimeoutError as exc:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
+import redis.asyncio as redis
 from redis import exceptions
 
 from tm_adapters import redis_pipelining
@@ -103,3 +105,70 @@ async def test_a_lost_connection_fails_the_commands_waiting_on_it() -> None:
 
     with pytest.raises(exceptions.ConnectionError, match="reset by peer"):
         await waiting
+
+
+class FakeRedis:
+    """A loopback server that records commands and answers a few of them."""
+
+    def __init__(self, *, password: str | None = None) -> None:
+        self.password = password
+        self.commands: list[list[str]] = []
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> FakeRedis:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.server.close()
+        for writer in self.writers:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+        await self.server.wait_closed()
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.writers.append(writer)
+        while line := await reader.readline():
+            command = []
+            for _ in range(int(line[1:])):
+                size = int((await reader.readline())[1:])
+                command.append((await reader.readexactly(size + 2))[:-2].decode())
+            self.commands.append(command)
+            if command[0] == "AUTH" and command[-1] != self.password:
+                writer.write(b"-WRONGPASS invalid username-password pair\r\n")
+            elif command[0] == "PING":
+                writer.write(b"+PONG\r\n")
+            else:
+                writer.write(b"+OK\r\n")
+
+
+async def test_a_connection_authenticates_and_chooses_its_database_as_told() -> None:
+    async with FakeRedis(password="s3cret") as server:
+        client = redis.Redis.from_url(f"redis://ada:s3cret@127.0.0.1:{server.port}/3")
+        connection = redis_pipelining.PipelinedConnection(client, timeout_s=2)
+
+        answer = await connection.execute("PING")
+        await connection.close()
+        await client.aclose()
+
+    assert answer == b"PONG"
+    assert server.commands == [["AUTH", "ada", "s3cret"], ["SELECT", "3"], ["PING"]]
+
+
+async def test_a_password_refused_fails_the_command_that_opened_the_connection() -> (
+    None
+):
+    async with FakeRedis(password="right") as server:
+        client = redis.Redis.from_url(f"redis://:wrong@127.0.0.1:{server.port}/0")
+        connection = redis_pipelining.PipelinedConnection(client, timeout_s=2)
+
+        with pytest.raises(exceptions.ResponseError, match="WRONGPASS"):
+            await connection.execute("PING")
+        await connection.close()
+        await client.aclose()
+
+    assert server.commands == [["AUTH", "wrong"]]
