@@ -59,7 +59,6 @@ class DailyViews:
         self.guard = guard
         self.tokens = tokens
         self.views = views
-        self.metrics = metrics
         self.route = route
         # The counters' children, found once rather than by label each time.
         self.hits = metrics.cache.labels("daily", "hit")
