@@ -21,7 +21,11 @@ and `uncached`.
 
 NB: the load generator shares the machine. Flat out, the bare app answers
 as fast as one Python client can ask, so its rate is a floor and its
-latency at 70% mostly the client's own queueing.
+latency at 70% mostly the client's own queueing. The client reads each
+answer's head in one read and does not collect garbage while it measures
+(`_collector_off`), so that its own pauses are not counted as a target's
+latency; each target's uvicorn is checked to run the same event loop and
+HTTP parser.
 
 Run with the servers up: `.venv/bin/python bench/service.py`.
 """
@@ -30,10 +34,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
+import re
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +54,7 @@ from tm_adapters.settings import ConnectionSettings
 DAY = "2030-01-15"
 DAILY = f"{TASKS}/daily?date={DAY}"
 BARE_PATH = "/daily"
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 NO_LIMITS = {
     "TM_RATE_LIMIT_USER_PER_MINUTE": "1000000",
     "TM_RATE_LIMIT_IP_PER_MINUTE": "1000000",
@@ -74,15 +83,13 @@ class Connection:
             f"Content-Length: {len(body)}\r\n\r\n"
         )
         self.writer.write(head.encode() + body)
-        status_line = await self.reader.readline()
-        length = 0
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode().partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-        await self.reader.readexactly(length)
+        # The whole head in one read: a line at a time cost the client as
+        # much as some servers spend on the request.
+        head_in = await self.reader.readuntil(b"\r\n\r\n")
+        found = _CONTENT_LENGTH.search(head_in)
+        await self.reader.readexactly(int(found.group(1)) if found else 0)
 
-        return int(status_line.split()[1])
+        return int(head_in.split(maxsplit=2)[1])
 
     def close(self) -> None:
         self.writer.close()
@@ -163,15 +170,19 @@ async def at_rate(
         idle.put_nowait(connection)
 
     count = int(rate * seconds)
+    # Only the requests under way are held, so that the loop never stops
+    # to gather tens of thousands of finished ones while some are in flight.
+    under_way: set[asyncio.Task[None]] = set()
     started = time.perf_counter()
-    tasks = []
     for index in range(count):
         planned = started + index / rate
         delay = planned - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(planned)))
-    await asyncio.gather(*tasks)
+        task = asyncio.create_task(one(planned))
+        under_way.add(task)
+        task.add_done_callback(under_way.discard)
+    await asyncio.gather(*under_way)
     elapsed = time.perf_counter() - started
     while not idle.empty():
         idle.get_nowait().close()
@@ -198,7 +209,16 @@ def serve_bare(port: int, body_file: str) -> None:
         return Response(body, media_type="application/json")
 
     app = Starlette(routes=[Route(BARE_PATH, daily)])
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    # The options `tm-service` runs with (`tm_service.main`), so the two
+    # differ only in the application.
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+    )
 
 
 def start_bare(body: bytes, work: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -216,6 +236,19 @@ def start_bare(body: bytes, work: Path) -> tuple[subprocess.Popen[bytes], int]:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError("the bare app did not start")
+
+
+def server_stack(pid: int) -> str:
+    """Which event loop and HTTP parser a target's uvicorn loaded: its
+    native modules, as the process's memory map names them (Linux)."""
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return "unknown"
+    loop = "uvloop" if "/uvloop/" in maps else "asyncio"
+    parser = "httptools" if "/httptools/" in maps else "h11"
+
+    return f"{loop} + {parser}"
 
 
 async def _probe(port: int) -> None:
@@ -253,17 +286,39 @@ class Measured:
 def peak_of(
     port: int, path: str, headers: dict[str, str], args: argparse.Namespace
 ) -> Run:
-    return asyncio.run(
-        flat_out(
-            port, path, headers, connections=args.connections, seconds=args.seconds
+    with _collector_off():
+        return asyncio.run(
+            flat_out(
+                port, path, headers, connections=args.connections, seconds=args.seconds
+            )
         )
-    )
 
 
 def paced_at(
     port: int, path: str, headers: dict[str, str], rate: float, seconds: float
 ) -> Run:
-    return asyncio.run(at_rate(port, "GET", path, headers, rate=rate, seconds=seconds))
+    with _collector_off():
+        return asyncio.run(
+            at_rate(port, "GET", path, headers, rate=rate, seconds=seconds)
+        )
+
+
+@contextlib.contextmanager
+def _collector_off() -> Iterator[None]:
+    """No garbage collection in the load generator while it measures.
+
+    Its own full collections, over every request object it made, stopped
+    it for tens of milliseconds at a time: answers that had arrived waited
+    to be read and were counted as the server's latency. What a measurement
+    leaves is freed by reference counting, and collected after it.
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.collect()
 
 
 def main() -> None:
@@ -296,6 +351,15 @@ def main() -> None:
             bare, bare_port = start_bare(body, work)
             print(f"daily view of {args.tasks} tasks, {len(body)} bytes", flush=True)
 
+            # The comparison is fair only on the same server stack.
+            stacks = {"bare": server_stack(bare.pid)}
+            for name, target in targets.items():
+                assert target.service.popen is not None
+                stacks[name] = server_stack(target.service.popen.pid)
+            print("server stacks:", stacks, flush=True)
+            if len(set(stacks.values())) != 1:
+                raise SystemExit("the targets run different server stacks")
+
             aims = {"bare": (bare_port, BARE_PATH, {})}
             for name, target in targets.items():
                 aims[name] = (target.port, DAILY, target.headers())
@@ -317,17 +381,18 @@ def main() -> None:
 
             cached = targets["cached"]
             counter = iter(range(10**9))
-            creation = asyncio.run(
-                at_rate(
-                    cached.port,
-                    "POST",
-                    TASKS,
-                    {**cached.headers(), "Content-Type": "application/json"},
-                    rate=args.create_rate,
-                    seconds=args.seconds,
-                    body=lambda: _create_body(next(counter)),
+            with _collector_off():
+                creation = asyncio.run(
+                    at_rate(
+                        cached.port,
+                        "POST",
+                        TASKS,
+                        {**cached.headers(), "Content-Type": "application/json"},
+                        rate=args.create_rate,
+                        seconds=args.seconds,
+                        body=lambda: _create_body(next(counter)),
+                    )
                 )
-            )
         finally:
             if bare is not None:
                 bare.terminate()

@@ -3,7 +3,9 @@
 Each of the three is one small Lua script or pipeline, so that every step a
 replica takes is atomic on the server: a limit cannot be overrun by two
 replicas reading the same count, a stale view cannot be stored over an
-invalidation, and two retries cannot both claim an idempotency key.
+invalidation, and two retries cannot both claim an idempotency key. A
+request for a cached view takes its limits and reads the view in one script
+(`RedisViewGate`).
 
 Keys start with a configurable prefix (several deployments, or tests, can
 share one server) and carry the caller in a hash tag, `{tenant/user}`, so all
@@ -17,44 +19,64 @@ each component does without Redis.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import orjson
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
+from tm_adapters import redis_pipelining
 from tm_domain import caching, limits, storage
 
 T = TypeVar("T")
 
-# The arrival times of the buckets, advanced only if every bucket allows.
-# ARGV: now (ms), cost, then interval (ms) and capacity of each key.
-_ACQUIRE = """
+# Rate limits taken in stages, then, if asked and every stage allowed, a
+# cached view read: the arrival times of a stage's buckets are advanced only
+# if all of them allow, and a stage refused ends the script.
+# KEYS: the buckets of every stage in order, then the entry and its stamp
+# when reading. ARGV: now (ms), cost, 1 to read or 0, the number of stages,
+# then per stage its number of buckets and each bucket's interval (ms) and
+# capacity. Reply: 1 or 0 for allowed, the entry, the stamp (false when not
+# read or absent), then the arrival time found in each bucket of the stages
+# taken ('' for none).
+_ADMIT = """
 local now = tonumber(ARGV[1])
 local cost = tonumber(ARGV[2])
-local allowed = 1
-local stored = {}
-local advanced = {}
-for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[1 + 2 * i])
-  local capacity = tonumber(ARGV[2 + 2 * i])
-  local found = redis.call('GET', key)
-  stored[i] = found or ''
-  local tat = now
-  if found then tat = math.max(tonumber(found), now) end
-  advanced[i] = tat + interval * cost
-  if advanced[i] - now > interval * capacity + 1e-6 then allowed = 0 end
-end
-if allowed == 1 then
-  for i, key in ipairs(KEYS) do
-    local ttl = math.max(1, math.ceil(advanced[i] - now))
-    redis.call('SET', key, string.format('%.3f', advanced[i]), 'PX', ttl)
+local reply = {1, false, false}
+local key = 1
+local arg = 5
+for stage = 1, tonumber(ARGV[4]) do
+  local count = tonumber(ARGV[arg])
+  local allowed = true
+  local advanced = {}
+  for i = 0, count - 1 do
+    local interval = tonumber(ARGV[arg + 1 + 2 * i])
+    local capacity = tonumber(ARGV[arg + 2 + 2 * i])
+    local found = redis.call('GET', KEYS[key + i])
+    reply[#reply + 1] = found or ''
+    local tat = now
+    if found then tat = math.max(tonumber(found), now) end
+    advanced[i] = tat + interval * cost
+    if advanced[i] - now > interval * capacity + 1e-6 then allowed = false end
   end
+  if not allowed then
+    reply[1] = 0
+    return reply
+  end
+  for i = 0, count - 1 do
+    local ttl = math.max(1, math.ceil(advanced[i] - now))
+    redis.call('SET', KEYS[key + i], string.format('%.3f', advanced[i]), 'PX', ttl)
+  end
+  key = key + count
+  arg = arg + 1 + 2 * count
 end
-local reply = {allowed}
-for i = 1, #KEYS do reply[i + 1] = stored[i] end
+if ARGV[3] == '1' then
+  reply[2] = redis.call('GET', KEYS[key])
+  reply[3] = redis.call('GET', KEYS[key + 1])
+end
 return reply
 """
 
@@ -89,8 +111,21 @@ return ''
 STAMP_TTL_S = 86_400
 
 
+class Script:
+    """A Lua script, known to Redis by its SHA-1 once it has run."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+
 class RedisLink:
-    """One Redis client, with a breaker that fails fast after an outage."""
+    """One Redis client, with a breaker that fails fast after an outage.
+
+    Requests' commands (limits, cached views) go over one pipelined
+    connection (`tm_adapters.redis_pipelining`); the rest, rarer, through
+    redis-py's pool.
+    """
 
     def __init__(
         self,
@@ -108,24 +143,67 @@ class RedisLink:
             socket_connect_timeout=timeout_s,
             socket_timeout=timeout_s,
         )
+        self.pipelined = redis_pipelining.PipelinedConnection(
+            self.client, timeout_s=timeout_s
+        )
         self.retry_s = retry_s
         self.clock = clock
         self._closed_until = 0.0
 
     async def call(self, step: Callable[[redis.Redis], Awaitable[T]]) -> T:
         """Run `step` on the client; StoreUnavailable while Redis is out."""
-        if self.clock() < self._closed_until:
-            raise storage.StoreUnavailable("Redis: unavailable, not tried again yet")
+        self._must_be_up()
         try:
             return await step(self.client)
         except (RedisError, OSError, TimeoutError) as exc:
-            self._closed_until = self.clock() + self.retry_s
-            raise storage.StoreUnavailable(f"Redis: {type(exc).__name__}") from exc
+            raise self._down(exc) from exc
+
+    async def execute(self, *args: bytes | str | int | float) -> Any:
+        """One command over the pipelined connection; StoreUnavailable while
+        Redis is out."""
+        self._must_be_up()
+        try:
+            return await self.pipelined.execute(*args)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise self._down(exc) from exc
+
+    async def run(
+        self,
+        script: Script,
+        keys: Sequence[str],
+        args: Sequence[bytes | str | int | float],
+    ) -> Any:
+        """A script's reply over the pipelined connection; StoreUnavailable
+        while Redis is out."""
+        self._must_be_up()
+        try:
+            try:
+                return await self.pipelined.execute(
+                    "EVALSHA", script.sha, len(keys), *keys, *args
+                )
+            except ResponseError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+            # A restarted or flushed Redis: EVAL runs the script and keeps it.
+            return await self.pipelined.execute(
+                "EVAL", script.text, len(keys), *keys, *args
+            )
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise self._down(exc) from exc
+
+    def _must_be_up(self) -> None:
+        if self.clock() < self._closed_until:
+            raise storage.StoreUnavailable("Redis: unavailable, not tried again yet")
+
+    def _down(self, exc: BaseException) -> storage.StoreUnavailable:
+        self._closed_until = self.clock() + self.retry_s
+        return storage.StoreUnavailable(f"Redis: {type(exc).__name__}")
 
     async def ping(self) -> None:
         await self.client.ping()
 
     async def close(self) -> None:
+        await self.pipelined.close()
         await self.client.aclose()
 
 
@@ -135,6 +213,55 @@ def _bytes(value: bytes | str) -> bytes:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+_ADMIT_SCRIPT = Script(_ADMIT)
+_FILL_SCRIPT = Script(_FILL)
+_INVALIDATE_SCRIPT = Script(_INVALIDATE)
+
+
+def _staged_args(
+    stages: Sequence[Sequence[limits.Bucket]],
+    *,
+    prefix: str,
+    now_ms: float,
+    cost: int,
+    read: bool,
+) -> tuple[list[str], list[float | int]]:
+    """The keys and arguments of _ADMIT for these stages (read keys apart)."""
+    keys = [f"{prefix}rl:{bucket.key}" for stage in stages for bucket in stage]
+    args: list[float | int] = [now_ms, cost, 1 if read else 0, len(stages)]
+    for stage in stages:
+        args.append(len(stage))
+        for bucket in stage:
+            args += [bucket.limit.interval_ms, bucket.limit.capacity]
+
+    return keys, args
+
+
+def _verdicts(
+    stages: Sequence[Sequence[limits.Bucket]],
+    stored: Sequence[Any],
+    *,
+    now_ms: float,
+    cost: int,
+) -> tuple[limits.Verdict, ...]:
+    """The verdict of each stage the script took, from the times it found."""
+    verdicts = []
+    at = 0
+    for stage in stages:
+        if at >= len(stored):
+            break
+        found = [
+            None if not v else float(_text(v)) for v in stored[at : at + len(stage)]
+        ]
+        at += len(stage)
+        verdict, _ = limits.evaluate(
+            [b.limit for b in stage], found, now_ms=now_ms, cost=cost
+        )
+        verdicts.append(verdict)
+
+    return tuple(verdicts)
 
 
 class RedisRateLimiter:
@@ -155,26 +282,32 @@ class RedisRateLimiter:
         self.link = link
         self.prefix = prefix
         self.clock = clock
-        self._script = link.client.register_script(_ACQUIRE)
 
     async def acquire(
         self, buckets: Sequence[limits.Bucket], *, cost: int = 1
     ) -> limits.Verdict:
         now_ms = self.clock() * 1000
-        args: list[float | int] = [now_ms, cost]
-        for bucket in buckets:
-            args += [bucket.limit.interval_ms, bucket.limit.capacity]
-        keys = [f"{self.prefix}rl:{bucket.key}" for bucket in buckets]
+        stages = [buckets]
+        keys, args = _staged_args(
+            stages, prefix=self.prefix, now_ms=now_ms, cost=cost, read=False
+        )
 
-        reply = await self.link.call(
-            lambda client: self._script(keys=keys, args=args, client=client)
-        )
-        stored = [None if not v else float(_text(v)) for v in reply[1:]]
-        verdict, _ = limits.evaluate(
-            [b.limit for b in buckets], stored, now_ms=now_ms, cost=cost
-        )
+        reply = await self.link.run(_ADMIT_SCRIPT, keys, args)
+        [verdict] = _verdicts(stages, reply[3:], now_ms=now_ms, cost=cost)
 
         return verdict
+
+
+def _view_keys(prefix: str, key: str) -> list[str]:
+    entry = f"{prefix}{key}"
+    return [entry, f"{entry}:stamp"]
+
+
+def _cached(body: Any, stamp: Any) -> caching.Cached:
+    return caching.Cached(
+        body=None if body is None else _bytes(body),
+        stamp=None if stamp is None else _text(stamp),
+    )
 
 
 class RedisViewCache:
@@ -183,42 +316,62 @@ class RedisViewCache:
     def __init__(self, link: RedisLink, *, prefix: str) -> None:
         self.link = link
         self.prefix = prefix
-        self._fill = link.client.register_script(_FILL)
-        self._invalidate = link.client.register_script(_INVALIDATE)
-
-    def _keys(self, key: str) -> list[str]:
-        entry = f"{self.prefix}{key}"
-        return [entry, f"{entry}:stamp"]
 
     async def read(self, key: str) -> caching.Cached:
-        keys = self._keys(key)
-        body, stamp = await self.link.call(lambda client: client.mget(keys))
+        body, stamp = await self.link.execute("MGET", *_view_keys(self.prefix, key))
 
-        return caching.Cached(
-            body=None if body is None else _bytes(body),
-            stamp=None if stamp is None else _text(stamp),
-        )
+        return _cached(body, stamp)
 
     async def fill(
         self, key: str, body: bytes, *, stamp: str | None, ttl_s: int
     ) -> bool:
-        keys = self._keys(key)
-        args: list[bytes | str | int] = [body, stamp or "", ttl_s]
-        kept = await self.link.call(
-            lambda client: self._fill(keys=keys, args=args, client=client)
-        )
+        keys = _view_keys(self.prefix, key)
+        kept = await self.link.run(_FILL_SCRIPT, keys, [body, stamp or "", ttl_s])
 
         return bool(kept)
 
     async def invalidate(self, keys: Sequence[str]) -> None:
         if not keys:
             return
-        pairs = [k for key in keys for k in self._keys(key)]
-        await self.link.call(
-            lambda client: self._invalidate(
-                keys=pairs, args=[STAMP_TTL_S], client=client
-            )
+        pairs = [k for key in keys for k in _view_keys(self.prefix, key)]
+        await self.link.run(_INVALIDATE_SCRIPT, pairs, [STAMP_TTL_S])
+
+
+class RedisViewGate:
+    """`caching.ViewGate` on Redis: the limits and the read in one script.
+
+    NB: the script touches the caller's keys and the client address's
+    bucket, which are in different Redis Cluster slots: it needs a Redis
+    that is not a Cluster, as the client of `RedisLink` does. The limiter's
+    clock rule applies (see `RedisRateLimiter`).
+    """
+
+    def __init__(
+        self,
+        link: RedisLink,
+        *,
+        prefix: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.link = link
+        self.prefix = prefix
+        self.clock = clock
+
+    async def admit(
+        self, key: str, stages: Sequence[Sequence[limits.Bucket]]
+    ) -> caching.Admission:
+        now_ms = self.clock() * 1000
+        keys, args = _staged_args(
+            stages, prefix=self.prefix, now_ms=now_ms, cost=1, read=True
         )
+        keys += _view_keys(self.prefix, key)
+
+        reply = await self.link.run(_ADMIT_SCRIPT, keys, args)
+        verdicts = _verdicts(stages, reply[3:], now_ms=now_ms, cost=1)
+        if reply[0] != 1:
+            return caching.Admission(verdicts, None)
+
+        return caching.Admission(verdicts, _cached(reply[1], reply[2]))
 
 
 class RedisIdempotencyStore:

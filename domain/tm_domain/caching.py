@@ -8,11 +8,14 @@ the same entries) and an in-process one (one process, no server):
   is kept only if its key's stamp is still the one seen before the read, so
   a write that lands during the read can never be hidden behind a stale
   entry, and a client always reads its own writes;
+- a `ViewGate` reads a cached view only for a caller the rate limits
+  admit: it takes the limits' units and reads the entry in one step, so
+  that the hottest read costs one trip to the server;
 - an `IdempotencyStore` holds the first answer to a request sent with an
   `Idempotency-Key`, so that a retry gets that answer instead of running
   the request again.
 
-Both raise `storage.StoreUnavailable` when their server cannot be reached;
+All raise `storage.StoreUnavailable` when their server cannot be reached;
 what the service then does is its own policy.
 """
 
@@ -22,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
+
+from tm_domain import limits
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,33 @@ class ViewCache(Protocol):
 
     async def invalidate(self, keys: Sequence[str]) -> None:
         """Drop the entries under `keys` and change their stamps."""
+        ...
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What a gated read found: the verdict of each stage of limits taken, in
+    order, and the entry when every stage allowed."""
+
+    verdicts: tuple[limits.Verdict, ...]
+    """One per stage taken; a refused stage is the last, its units untaken."""
+    cached: Cached | None
+    """The entry and its stamp; None when a stage refused."""
+
+    @property
+    def allowed(self) -> bool:
+        return all(verdict.allowed for verdict in self.verdicts)
+
+
+class ViewGate(Protocol):
+    async def admit(
+        self, key: str, stages: Sequence[Sequence[limits.Bucket]]
+    ) -> Admission:
+        """Take a unit from every bucket of each stage in turn, all of a
+        stage or none of it (as `limits.RateLimiter.acquire`), stopping at
+        the first stage refused; when every stage allowed, read `key` as
+        `ViewCache.read` does. A stage refused leaves the later ones and the
+        entry untouched."""
         ...
 
 

@@ -27,7 +27,7 @@ from tm_adapters.task_store import MongoTaskStore
 from tm_adapters.team_store import MongoTeamStore
 from tm_adapters.tenant_store import MongoTenantStore
 from tm_domain import caching, limits, storage
-from tm_service import errors, openapi
+from tm_service import auth, errors, fast_views, openapi
 from tm_service.auth import API_KEY_HEADER, TenantKeys
 from tm_service.metrics import Metrics
 from tm_service.metrics import router as metrics_router
@@ -76,6 +76,11 @@ class SharedState:
     limiter: limits.RateLimiter | None = None
     view_cache: caching.ViewCache | None = None
     idempotency: caching.IdempotencyStore | None = None
+    view_gate: caching.ViewGate | None = None
+    """The limits and a cached read in one step, for the daily view in front
+    of the routes; built on Redis only with the limiter and the view cache,
+    since it must count and read what they do. Without one, every request
+    goes through the routes."""
 
 
 def create_app(
@@ -124,6 +129,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.tokens = auth.Tokens(
+        secret=settings.jwt_secret.get_secret_value(), leeway_s=settings.jwt_leeway_s
+    )
     app.state.tenant_keys = tenant_keys
     app.state.metrics = metrics
     errors.install(app)
@@ -137,8 +145,11 @@ def create_app(
     app.include_router(admin.router)
 
     # The last added runs first: the request context wraps everything, so
-    # even a request refused for its address is logged and counted.
+    # even a request refused for its address is logged and counted, and the
+    # cached daily view answered in front of the routes gets the request
+    # id, CORS and log line of every other answer.
     app.add_middleware(ClientLimit)
+    app.add_middleware(fast_views.CachedDailyView)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -193,10 +204,11 @@ async def _start(
 
     # Redis connects lazily, so a server that is down only shows in /readyz;
     # none is opened when every shared component was given.
-    limiter, view_cache, idempotency = (
+    limiter, view_cache, idempotency, view_gate = (
         shared.limiter,
         shared.view_cache,
         shared.idempotency,
+        shared.view_gate,
     )
     if limiter is None or view_cache is None or idempotency is None:
         link = redis_state.RedisLink(
@@ -207,6 +219,8 @@ async def _start(
         )
         stack.push_async_callback(link.close)
         prefix = settings.redis_key_prefix
+        if view_gate is None and limiter is None and view_cache is None:
+            view_gate = redis_state.RedisViewGate(link, prefix=prefix)
         limiter = limiter or redis_state.RedisRateLimiter(link, prefix=prefix)
         view_cache = view_cache or redis_state.RedisViewCache(link, prefix=prefix)
         idempotency = idempotency or redis_state.RedisIdempotencyStore(
@@ -223,6 +237,16 @@ async def _start(
         app.state.tenant_keys = DirectoryKeys(registry)
     app.state.views = Views(view_cache, settings=settings, metrics=metrics)
     app.state.idempotency = idempotency
+    app.state.daily_views = None
+    if view_gate is not None and settings.view_fast_path:
+        app.state.daily_views = fast_views.DailyViews(
+            gate=view_gate,
+            guard=app.state.guard,
+            tokens=app.state.tokens,
+            views=app.state.views,
+            metrics=metrics,
+            route=fast_views.route_of(task_routes.router.routes),
+        )
 
     # The relay runs beside the API; it waits out Kafka by itself.
     if publisher is None:

@@ -10,6 +10,10 @@ token whose role is admin, or the tenant a `TenantKeys` finds for the
 `X-API-Key` header: by default the tenant registry the operator writes, which
 keeps each key's SHA-256 (`tm_service.quotas.DirectoryKeys`).
 
+A token once verified is kept, by its text, in a bounded in-process cache
+(`Tokens`), so its signature is checked once rather than on every request;
+its expiry is still checked on every request.
+
 Once the caller is known, `tm_service.quotas.Guard` admits it: its tenant
 must be active, and its calls within the limits.
 """
@@ -17,6 +21,9 @@ must be active, and its calls within the limits.
 from __future__ import annotations
 
 import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
@@ -44,6 +51,11 @@ class Identity:
 
 def decode(token: str, *, secret: str, leeway_s: int = 0) -> Identity:
     """The identity a token proves; raises Unauthorized with the reason."""
+    return _verify(token, secret=secret, leeway_s=leeway_s)[0]
+
+
+def _verify(token: str, *, secret: str, leeway_s: int) -> tuple[Identity, int]:
+    """The identity a token proves and its `exp`, as PyJWT reads it."""
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
@@ -65,7 +77,61 @@ def decode(token: str, *, secret: str, leeway_s: int = 0) -> Identity:
     if role not in ROLES:
         raise Unauthorized("claim role missing or unknown", token_sent=True)
 
-    return Identity(storage.User(tenant_id=tenant_id, user_id=user_id), str(role))
+    user = storage.User(tenant_id=tenant_id, user_id=user_id)
+
+    return Identity(user, str(role)), int(claims["exp"])
+
+
+class Tokens:
+    """Tokens verified before, by their text, with the identity they prove.
+
+    A token is verified in full (signature, claims) the first time it is
+    seen; after that its identity comes from here for as long as it is valid.
+    Only `exp` can end that validity (`nbf` and `iat` have passed once the
+    token was accepted), so it is checked on every request, with the leeway
+    PyJWT allows. The key is the whole token, signature included: a token
+    changed in any character is a new one, verified in full. At most `size`
+    tokens are kept, the least recently used going first.
+    """
+
+    def __init__(
+        self,
+        *,
+        secret: str,
+        leeway_s: int,
+        size: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.secret = secret
+        self.leeway_s = leeway_s
+        self.size = size
+        self.clock = clock
+        self._verified: OrderedDict[str, tuple[int, Identity]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._verified)
+
+    def __contains__(self, token: object) -> bool:
+        return token in self._verified
+
+    def identity(self, token: str) -> Identity:
+        """The identity `token` proves; raises Unauthorized with the reason."""
+        kept = self._verified.get(token)
+        if kept is not None:
+            expires, found = kept
+            # PyJWT's rule: expired once `exp` is at or before now - leeway.
+            if expires > self.clock() - self.leeway_s:
+                self._verified.move_to_end(token)
+                return found
+            del self._verified[token]
+            raise Unauthorized("token expired", token_sent=True)
+
+        found, expires = _verify(token, secret=self.secret, leeway_s=self.leeway_s)
+        self._verified[token] = (expires, found)
+        if len(self._verified) > self.size:
+            self._verified.popitem(last=False)
+
+        return found
 
 
 def _claimed_id(claims: dict[str, Any], name: str) -> str:
@@ -86,12 +152,8 @@ async def identity(
     """The caller of this request; 401 without a valid token."""
     if credentials is None:
         raise Unauthorized("no bearer token", token_sent=False)
-    settings = request.app.state.settings
-    found = decode(
-        credentials.credentials,
-        secret=settings.jwt_secret.get_secret_value(),
-        leeway_s=settings.jwt_leeway_s,
-    )
+    tokens: Tokens = request.app.state.tokens
+    found = tokens.identity(credentials.credentials)
     # For the request log line, written by the middleware.
     request.scope.setdefault("state", {})["tenant"] = found.user.tenant_id
     await _admit(request, found.user)

@@ -4,15 +4,24 @@ Both structlog's loggers and the standard library's (uvicorn, aiokafka, the
 domain) go through the same processors, so every line has the same shape and
 the same masking: phone numbers, e-mail addresses and bearer tokens never
 reach a log in clear, whoever logged them.
+
+structlog's own events (the request line among them) are rendered by
+structlog and written straight to the handler's stream under the handler's
+lock; only the standard library's records take the way through `logging`.
+The request line is written for every request, and the way through
+`logging` (a record, its copy, a formatter) cost it three quarters of its
+time.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 from typing import Any
 
+import orjson
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
@@ -26,8 +35,16 @@ _SECRETS = [
 ]
 
 
+# Text none of _SECRETS can match in: no "bearer" in any case, no "eyJ",
+# no "@" and no "+" before a digit. One search instead of four substitutions
+# for nearly every value logged.
+_MAYBE_SECRET = re.compile(r"(?i)bearer|eyj|@|\+\d")
+
+
 def mask(text: str) -> str:
     """The text with anything like a token, e-mail address or phone masked."""
+    if _MAYBE_SECRET.search(text) is None:
+        return text
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
 
@@ -40,6 +57,48 @@ def _mask_values(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
             event[key] = mask(value)
 
     return event
+
+
+def _json(event: EventDict, **_: Any) -> str:
+    # Values orjson cannot encode (an exception object, a path) as their text;
+    # what it refuses outright (an integer past 64 bits) the standard library
+    # takes.
+    try:
+        return orjson.dumps(event, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(event, default=repr)
+
+
+class _Lines:
+    """Where structlog's events go: the stream of the handler `configure`
+    installed, one write and one flush a line, under the handler's lock so
+    that they never interleave with the standard library's records."""
+
+    handler: logging.StreamHandler[Any] | None = None
+
+
+class _LineLogger:
+    """structlog's wrapped logger: the rendered line, written as it is."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def msg(self, message: str) -> None:
+        handler = _Lines.handler
+        if handler is None:
+            return
+        handler.acquire()
+        try:
+            handler.stream.write(message + "\n")
+            handler.stream.flush()
+        finally:
+            handler.release()
+
+    debug = info = warning = warn = error = critical = exception = msg
+
+
+def _line_logger(name: str = "", *_: Any) -> _LineLogger:
+    return _LineLogger(name)
 
 
 def configure(settings: ConnectionSettings, *, stream: Any = None) -> None:
@@ -58,20 +117,28 @@ def configure(settings: ConnectionSettings, *, stream: Any = None) -> None:
         _mask_values,
     ]
     renderer: Processor = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_json)
         if as_json
         else structlog.dev.ConsoleRenderer(colors=False)
     )
 
+    # NB: loggers are not cached on first use: a cached one would keep the
+    # processors of the configuration it was first used under.
     structlog.configure(
         processors=[
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _mask_values,
+            renderer,
         ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        logger_factory=_line_logger,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[settings.log_level]
+        ),
+        cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
@@ -83,6 +150,7 @@ def configure(settings: ConnectionSettings, *, stream: Any = None) -> None:
             ],
         )
     )
+    _Lines.handler = handler
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)

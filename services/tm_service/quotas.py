@@ -14,6 +14,12 @@ Task creations are counted as well, against `tasksPerHour` and
 spends nothing of the other. And before any of that, `ClientLimit` counts
 every `/api/` request of a client address: 100 a minute, bursts to 200.
 
+The daily view's read in front of the routes (`tm_service.fast_views`)
+takes the address's and the user's limits in the same Redis call as the
+cached view; a request it leaves to the routes carries those verdicts in
+its scope (`Guard.taken`), and `ClientLimit` and `admit` use them instead of
+taking the limits again.
+
 Over a limit the answer is 429 RATE_LIMITED with `Retry-After`, and every
 answer that met a limit carries `RateLimit-Policy` and `RateLimit` (the
 IETF draft's structured fields: `"user";q=60;w=60` and `"user";r=12;t=48`).
@@ -149,6 +155,7 @@ class Guard:
             burst=max(settings.rate_limit_ip_burst, settings.rate_limit_ip_per_minute),
         )
         self._limiter_down = False
+        self._user_limits: dict[int, limits.Limit] = {}
 
     async def quotas(self, tenant_id: str) -> tenants.Quotas:
         """The tenant's quotas; refuses a tenant that may not call."""
@@ -172,9 +179,50 @@ class Guard:
     async def admit(self, scope: Scope, user: storage.User) -> None:
         """Let an authenticated caller in, or raise 403 or 429."""
         quotas = await self.quotas(user.tenant_id)
-        calls = limits.Limit("user", quotas.api_calls_per_minute, MINUTE_S)
-        bucket = limits.Bucket(f"user:{_who(user.tenant_id, user.user_id)}", calls)
-        await self._take(scope, [bucket], scope_name="user")
+        await self._take(scope, [self._user(user, quotas)], scope_name="user")
+
+    def stages(
+        self, scope: Scope, user: storage.User, quotas: tenants.Quotas
+    ) -> list[tuple[str, limits.Bucket]]:
+        """The limits a request of `user` meets, in the order they are taken
+        (`ClientLimit`'s, then `admit`'s), by the name of their scope."""
+        if not self.settings.rate_limits_enabled:
+            return []
+        met = []
+        client = scope.get("client")
+        if client and scope["path"].startswith("/api/"):
+            met.append(("ip", self._client(str(client[0]))))
+        met.append(("user", self._user(user, quotas)))
+
+        return met
+
+    def taken(self, scope: Scope, verdicts: dict[str, limits.Verdict]) -> None:
+        """Limits taken in front of the routes, for the routes' own steps.
+
+        When every verdict allowed and the request is answered there, this
+        leaves the headers `_take` would have; otherwise `ClientLimit` and
+        `admit` use these verdicts instead of taking their limits again.
+        """
+        if not verdicts:
+            return
+        self._limits_up()
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["limits_taken"] = dict(verdicts)
+        state["response_headers"] = errors.rate_limit_headers(
+            list(verdicts.values())[-1]
+        )
+
+    def _client(self, address: str) -> limits.Bucket:
+        return limits.Bucket(f"ip:{address}", self.ip_limit)
+
+    def _user(self, user: storage.User, quotas: tenants.Quotas) -> limits.Bucket:
+        calls = self._user_limits.get(quotas.api_calls_per_minute)
+        if calls is None:
+            calls = limits.Limit("user", quotas.api_calls_per_minute, MINUTE_S)
+            # Tenants' quotas take few values; a limit is made once for each.
+            if len(self._user_limits) < 1000:
+                self._user_limits[quotas.api_calls_per_minute] = calls
+        return limits.Bucket(f"user:{_who(user.tenant_id, user.user_id)}", calls)
 
     async def take_tasks(self, scope: Scope, user: storage.User, count: int) -> None:
         """Count `count` task creations, or raise 429 without counting any."""
@@ -196,8 +244,7 @@ class Guard:
 
     async def client(self, scope: Scope, address: str) -> None:
         """Count a request from a client address, or raise 429."""
-        bucket = limits.Bucket(f"ip:{address}", self.ip_limit)
-        await self._take(scope, [bucket], scope_name="ip")
+        await self._take(scope, [self._client(address)], scope_name="ip")
 
     async def _take(
         self,
@@ -209,26 +256,34 @@ class Guard:
     ) -> None:
         if not self.settings.rate_limits_enabled:
             return
-        try:
-            verdict = await self.limiter.acquire(buckets, cost=cost)
-        except storage.StoreUnavailable as exc:
-            # Fail open: count the outage, say so once, and let the call in.
-            self.metrics.redis_unavailable.labels("limiter").inc()
-            if not self._limiter_down:
-                self._limiter_down = True
-                log.warning("rate limits not applied", extra={"reason": str(exc)})
-            return
-        if self._limiter_down:
-            self._limiter_down = False
-            log.warning("rate limits applied again")
+        state: dict[str, Any] = scope.setdefault("state", {})
+        taken: dict[str, limits.Verdict] = state.get("limits_taken") or {}
+        if scope_name in taken:
+            # Taken in front of the routes, with the cached view's read.
+            verdict = taken.pop(scope_name)
+        else:
+            try:
+                verdict = await self.limiter.acquire(buckets, cost=cost)
+            except storage.StoreUnavailable as exc:
+                # Fail open: count the outage, say so once, and let the call in.
+                self.metrics.redis_unavailable.labels("limiter").inc()
+                if not self._limiter_down:
+                    self._limiter_down = True
+                    log.warning("rate limits not applied", extra={"reason": str(exc)})
+                return
+            self._limits_up()
 
         # The headers of the latest limit met, for the response.
-        state: dict[str, Any] = scope.setdefault("state", {})
         state["response_headers"] = errors.rate_limit_headers(verdict)
         if not verdict.allowed:
             self.metrics.rejections.labels(scope_name).inc()
             state["rate_limited"] = scope_name
             raise errors.RateLimited(verdict, scope=scope_name)
+
+    def _limits_up(self) -> None:
+        if self._limiter_down:
+            self._limiter_down = False
+            log.warning("rate limits applied again")
 
 
 class ClientLimit:

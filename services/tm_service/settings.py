@@ -104,6 +104,11 @@ class ServiceSettings(ConnectionSettings):
     """Lifetime of a cached daily view, in seconds; default 300."""
     view_cache_weekly_ttl_s: int = Field(default=600, ge=1, le=86_400)
     """Lifetime of a cached weekly view, in seconds; default 600."""
+    view_fast_path: bool = True
+    """Whether a cached daily view is answered in front of the routes when
+    the token, the tenant, the limits and the cache all allow it, in one
+    Redis call (`tm_service.fast_views`); false sends every request through
+    the routes. Default true."""
 
     idempotency_ttl_s: int = Field(default=86_400, ge=60, le=30 * 86_400)
     """How long the answer to a batch sent with an `Idempotency-Key` is kept

@@ -74,6 +74,10 @@ class Views:
         self.clock = clock
         self._distrusted_until = 0.0
 
+    def trusts_cache(self) -> bool:
+        """Whether cached views may be read now (see `invalidate`)."""
+        return self.cache is not None and self.clock() >= self._distrusted_until
+
     async def render(
         self,
         user: storage.User,

@@ -88,7 +88,7 @@ def example(key: str, schema: dict[str, Any]) -> Any:
         return schema["enum"][-1]
     if schema["type"] == "boolean":
         # Each switch's default is its own; the other side shows it arrives.
-        return key not in ("rateLimitsEnabled", "viewCacheEnabled")
+        return key not in ("rateLimitsEnabled", "viewCacheEnabled", "viewFastPath")
     if schema["type"] in {"integer", "number"}:
         value = schema.get("maximum", schema.get("minimum", 0) + 7)
         # Ports must differ from the probes' defaults to show they follow.

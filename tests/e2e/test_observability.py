@@ -110,3 +110,33 @@ def test_service_logs_one_masked_line_per_request_and_counts_it(
     output = platform.service.output()
     assert "carol@example.com" not in output
     assert platform.token() not in output
+
+
+def test_a_cached_daily_view_is_answered_in_front_of_the_routes_and_logged_alike(
+    platform: Platform,
+) -> None:
+    day = platform.task(due_in=timedelta(minutes=30))["taskDate"]
+    daily = f"{TASKS}/daily?date={day}"
+    platform.http.get(daily, headers=platform.headers())  # fills the cache
+
+    answer = platform.http.get(
+        daily, headers={**platform.headers(), "X-Request-ID": "req-e2e-front"}
+    )
+    page = samples(platform.http.get("/metrics").text)
+
+    assert answer.status_code == 200
+    assert answer.headers["X-Request-ID"] == "req-e2e-front"
+    assert answer.headers["RateLimit-Policy"].startswith('"user";')
+    assert answer.json()["meta"]["requestId"] == "req-e2e-front"
+    assert value(page, "tm_fast_view_requests_total", result="served") >= 1
+    route = f"{TASKS}/daily"
+    assert (
+        value(page, "tm_http_requests_total", route=route, method="GET", status="200")
+        >= 2
+    )
+    [line] = [
+        line
+        for line in json_lines(platform.service.output())
+        if line.get("request_id") == "req-e2e-front" and line["event"] == "request"
+    ]
+    assert (line["route"], line["status"], line["tenant"]) == (route, 200, "acme")

@@ -45,12 +45,13 @@ def limited(settings: ServiceSettings, **limits: Any) -> ServiceSettings:
 def shared_with(
     settings: ServiceSettings, clock: Clock
 ) -> tuple[redis_state.RedisLink, SharedState]:
-    """The Redis limiter on the test's clock, and the rest on Redis as usual."""
+    """The Redis limiter and the daily view's gate on the test's clock, and
+    the rest on Redis as usual."""
     link = redis_state.RedisLink(settings.redis_url, timeout_s=1, retry_s=0)
-    limiter = redis_state.RedisRateLimiter(
-        link, prefix=settings.redis_key_prefix, clock=clock
-    )
-    return link, SharedState(limiter=limiter)
+    prefix = settings.redis_key_prefix
+    limiter = redis_state.RedisRateLimiter(link, prefix=prefix, clock=clock)
+    gate = redis_state.RedisViewGate(link, prefix=prefix, clock=clock)
+    return link, SharedState(limiter=limiter, view_gate=gate)
 
 
 async def register(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 import jwt
@@ -93,3 +94,61 @@ async def test_a_refused_token_is_not_validated_further() -> None:
         answer = await http.post(TASKS, json={"title": 5}, headers={})
 
     assert answer.status_code == 401
+
+
+class Clock:
+    """Seconds since the epoch, moved only by the test."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_token_kept_verified_is_refused_once_its_exp_passes() -> None:
+    clock = Clock()
+    tokens = auth.Tokens(secret=SECRET, leeway_s=10, clock=clock)
+    raw = token(expires_in=60)
+    expires = jwt.decode(raw, options={"verify_signature": False})["exp"]
+    first = tokens.identity(raw)
+
+    clock.now = expires + 10 - 0.5
+    within_leeway = tokens.identity(raw)
+    clock.now = expires + 10
+    with pytest.raises(Unauthorized) as refused:
+        tokens.identity(raw)
+
+    assert first == within_leeway
+    assert first.user == storage.User(tenant_id="tenant-1", user_id="user-a")
+    assert refused.value.reason == "token expired"
+    assert raw not in tokens
+
+
+def test_a_kept_token_changed_in_one_character_is_verified_again() -> None:
+    tokens = auth.Tokens(secret=SECRET, leeway_s=0)
+    raw = token()
+    tokens.identity(raw)
+    head, _, signature = raw.rpartition(".")
+    forged = f"{head}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
+
+    with pytest.raises(Unauthorized):
+        tokens.identity(forged)
+
+    assert raw in tokens
+    assert forged not in tokens
+
+
+def test_the_kept_tokens_are_bounded_the_least_recently_used_going_first() -> None:
+    tokens = auth.Tokens(secret=SECRET, leeway_s=0, size=2)
+    first, second, third = (token(sub=f"user-{n}") for n in "abc")
+    tokens.identity(first)
+    tokens.identity(second)
+
+    tokens.identity(first)
+    tokens.identity(third)
+
+    assert len(tokens) == 2
+    assert first in tokens
+    assert second not in tokens
+    assert third in tokens

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+import pytest
 from test_service_fakes import MemoryTaskStore, bearer, body, serve, settings
 
 from tm_domain import storage
+from tm_service import responses, schemas
 from tm_service.app import create_app
 
 TASKS = "/api/v1/visitor/time/tasks"
@@ -218,3 +222,28 @@ async def test_the_api_document_lists_every_route() -> None:
         "/api/v1/admin/status",
     }
     assert set(paths[f"{TASKS}/{{task_id}}"]) == {"get", "put", "delete"}
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2030, 1, 15, 8, 31, 2, 114000, tzinfo=UTC),
+        datetime(2030, 1, 15, 8, 31, 2, tzinfo=UTC),
+        datetime(2030, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ],
+)
+def test_an_envelope_spliced_around_cached_data_is_the_one_the_models_render(
+    moment: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = [{"title": "Plan", "notes": 'é " \\ </'}]
+    scope = {"type": "http", "state": {"request_id": "req_0123456789abcdef"}}
+    monkeypatch.setattr(responses, "now", lambda: moment)
+    modelled = schemas.Success[Any](
+        data=data,
+        meta=schemas.Meta(request_id="req_0123456789abcdef", timestamp=moment),
+    )
+
+    spliced = responses.ok_rendered(scope, orjson.dumps(data))
+
+    assert spliced.body == orjson.dumps(modelled.model_dump(mode="json"))
+    assert spliced.headers["content-type"] == "application/json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -25,6 +26,7 @@ def test_main_serves_the_app_on_the_configured_host_and_port(
     try:
         entry.main()
     finally:
+        gc.unfreeze()
         root.handlers[:], level = saved
         root.setLevel(level)
         logging.getLogger("uvicorn.access").disabled = False

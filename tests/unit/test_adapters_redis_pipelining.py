@@ -1,0 +1,174 @@
+"""The pipelined Redis connection: RESP both ways, replies matched in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pytest
+import redis.asyncio as redis
+from redis import exceptions
+
+from tm_adapters import redis_pipelining
+
+
+class Transport(asyncio.Transport):
+    """A transport that keeps what is written and never sends it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.aborted = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written.append(bytes(data))
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def connected(timeout_s: float = 5) -> tuple[Any, Transport]:
+    protocol = redis_pipelining._Protocol(timeout_s=timeout_s)
+    transport = Transport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+def test_a_command_is_an_array_of_bulk_strings() -> None:
+    encoded = redis_pipelining.encode(("EVALSHA", "ab", 2, b"k\r\n", 1.5))
+
+    assert (
+        encoded
+        == b"*5\r\n$7\r\nEVALSHA\r\n$2\r\nab\r\n$1\r\n2\r\n$3\r\nk\r\n\r\n$3\r\n1.5\r\n"
+    )
+
+
+def test_every_kind_of_reply_is_read_and_a_partial_one_waits() -> None:
+    buffer = b"*4\r\n:1\r\n$-1\r\n$3\r\nabc\r\n*1\r\n+OK\r\n-ERR no\r\n"
+
+    array, after = redis_pipelining.parse(buffer, 0)
+    error, end = redis_pipelining.parse(buffer, after)
+
+    assert array == [1, None, b"abc", [b"OK"]]
+    assert isinstance(error, exceptions.ResponseError)
+    assert str(error) == "ERR no"
+    assert end == len(buffer)
+    for cut in range(1, after):
+        with pytest.raises(redis_pipelining._Incomplete):
+            redis_pipelining.parse(buffer[:cut], 0)
+
+
+async def test_a_turns_commands_go_out_together_and_replies_come_in_order() -> None:
+    protocol, transport = connected()
+
+    first = protocol.send(redis_pipelining.encode(("GET", "a")))
+    second = protocol.send(redis_pipelining.encode(("GET", "b")))
+    third = protocol.send(redis_pipelining.encode(("NOPE",)))
+    await asyncio.sleep(0)
+    protocol.data_received(b"$1\r\nA\r\n$-")
+    protocol.data_received(b"1\r\n-ERR unknown command\r\n")
+
+    assert transport.written == [
+        b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n*2\r\n$3\r\nGET\r\n$1\r\nb\r\n*1\r\n$4\r\nNOPE\r\n"
+    ]
+    assert await first == b"A"
+    assert await second is None
+    with pytest.raises(exceptions.ResponseError, match="unknown command"):
+        await third
+
+
+async def test_an_overdue_reply_fails_every_command_waiting_and_the_connection() -> (
+    None
+):
+    protocol, transport = connected(timeout_s=0)
+    waiting = [protocol.send(redis_pipelining.encode(("GET", k))) for k in "ab"]
+
+    protocol._check()
+
+    for future in waiting:
+        with pytest.raises(exceptions.TimeoutError):
+            await future
+    assert transport.aborted
+    with pytest.raises(exceptions.ConnectionError):
+        protocol.send(redis_pipelining.encode(("GET", "c")))
+
+
+async def test_a_lost_connection_fails_the_commands_waiting_on_it() -> None:
+    protocol, _ = connected()
+    waiting = protocol.send(redis_pipelining.encode(("GET", "a")))
+
+    protocol.connection_lost(ConnectionResetError("reset by peer"))
+
+    with pytest.raises(exceptions.ConnectionError, match="reset by peer"):
+        await waiting
+
+
+class FakeRedis:
+    """A loopback server that records commands and answers a few of them."""
+
+    def __init__(self, *, password: str | None = None) -> None:
+        self.password = password
+        self.commands: list[list[str]] = []
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> FakeRedis:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.server.close()
+        for writer in self.writers:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+        await self.server.wait_closed()
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.writers.append(writer)
+        while line := await reader.readline():
+            command = []
+            for _ in range(int(line[1:])):
+                size = int((await reader.readline())[1:])
+                command.append((await reader.readexactly(size + 2))[:-2].decode())
+            self.commands.append(command)
+            if command[0] == "AUTH" and command[-1] != self.password:
+                writer.write(b"-WRONGPASS invalid username-password pair\r\n")
+            elif command[0] == "PING":
+                writer.write(b"+PONG\r\n")
+            else:
+                writer.write(b"+OK\r\n")
+
+
+async def test_a_connection_authenticates_and_chooses_its_database_as_told() -> None:
+    async with FakeRedis(password="s3cret") as server:
+        client = redis.Redis.from_url(f"redis://ada:s3cret@127.0.0.1:{server.port}/3")
+        connection = redis_pipelining.PipelinedConnection(client, timeout_s=2)
+
+        answer = await connection.execute("PING")
+        await connection.close()
+        await client.aclose()
+
+    assert answer == b"PONG"
+    assert server.commands == [["AUTH", "ada", "s3cret"], ["SELECT", "3"], ["PING"]]
+
+
+async def test_a_password_refused_fails_the_command_that_opened_the_connection() -> (
+    None
+):
+    async with FakeRedis(password="right") as server:
+        client = redis.Redis.from_url(f"redis://:wrong@127.0.0.1:{server.port}/0")
+        connection = redis_pipelining.PipelinedConnection(client, timeout_s=2)
+
+        with pytest.raises(exceptions.ResponseError, match="WRONGPASS"):
+            await connection.execute("PING")
+        await connection.close()
+        await client.aclose()
+
+    assert server.commands == [["AUTH", "wrong"]]
