@@ -264,8 +264,8 @@ def _verdicts(
     return tuple(verdicts)
 
 
-class RedisRateLimiter:
-    """`limits.RateLimiter` on Redis: one script call per request.
+class _StagedLimits:
+    """The one script that takes limits stage by stage, and may read a view.
 
     NB: the time is this process's clock, sent with each call, so the
     replicas' clocks must agree (NTP keeps them within milliseconds, far
@@ -283,17 +283,33 @@ class RedisRateLimiter:
         self.prefix = prefix
         self.clock = clock
 
+    async def _run(
+        self,
+        stages: Sequence[Sequence[limits.Bucket]],
+        *,
+        cost: int,
+        view: str | None = None,
+    ) -> tuple[tuple[limits.Verdict, ...], list[Any]]:
+        """The verdict of each stage, and the script's reply."""
+        now_ms = self.clock() * 1000
+        keys, args = _staged_args(
+            stages, prefix=self.prefix, now_ms=now_ms, cost=cost, read=view is not None
+        )
+        if view is not None:
+            keys += _view_keys(self.prefix, view)
+
+        reply = await self.link.run(_ADMIT_SCRIPT, keys, args)
+
+        return _verdicts(stages, reply[3:], now_ms=now_ms, cost=cost), reply
+
+
+class RedisRateLimiter(_StagedLimits):
+    """`limits.RateLimiter` on Redis: one script call per request."""
+
     async def acquire(
         self, buckets: Sequence[limits.Bucket], *, cost: int = 1
     ) -> limits.Verdict:
-        now_ms = self.clock() * 1000
-        stages = [buckets]
-        keys, args = _staged_args(
-            stages, prefix=self.prefix, now_ms=now_ms, cost=cost, read=False
-        )
-
-        reply = await self.link.run(_ADMIT_SCRIPT, keys, args)
-        [verdict] = _verdicts(stages, reply[3:], now_ms=now_ms, cost=cost)
+        [verdict], _ = await self._run([buckets], cost=cost)
 
         return verdict
 
@@ -337,37 +353,18 @@ class RedisViewCache:
         await self.link.run(_INVALIDATE_SCRIPT, pairs, [STAMP_TTL_S])
 
 
-class RedisViewGate:
+class RedisViewGate(_StagedLimits):
     """`caching.ViewGate` on Redis: the limits and the read in one script.
 
     NB: the script touches the caller's keys and the client address's
     bucket, which are in different Redis Cluster slots: it needs a Redis
-    that is not a Cluster, as the client of `RedisLink` does. The limiter's
-    clock rule applies (see `RedisRateLimiter`).
+    that is not a Cluster, as the client of `RedisLink` does.
     """
-
-    def __init__(
-        self,
-        link: RedisLink,
-        *,
-        prefix: str,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.link = link
-        self.prefix = prefix
-        self.clock = clock
 
     async def admit(
         self, key: str, stages: Sequence[Sequence[limits.Bucket]]
     ) -> caching.Admission:
-        now_ms = self.clock() * 1000
-        keys, args = _staged_args(
-            stages, prefix=self.prefix, now_ms=now_ms, cost=1, read=True
-        )
-        keys += _view_keys(self.prefix, key)
-
-        reply = await self.link.run(_ADMIT_SCRIPT, keys, args)
-        verdicts = _verdicts(stages, reply[3:], now_ms=now_ms, cost=1)
+        verdicts, reply = await self._run(stages, cost=1, view=key)
         if reply[0] != 1:
             return caching.Admission(verdicts, None)
 
