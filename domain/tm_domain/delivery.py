@@ -329,6 +329,7 @@ class ReminderEngine:
         whole store, which on a large one takes longer than a reminder may
         be late.
         """
+        self._stopping = False
         self._next_sweep = self.clock()
         try:
             while True:

@@ -867,6 +867,18 @@ async def test_stopping_the_engine_during_a_sweep_is_not_a_failed_sweep(
     assert caplog.records == []
 
 
+async def test_an_engine_run_again_after_a_stop_sweeps_again_and_again() -> None:
+    store = FakeReminderStore()
+    engine = an_engine(store, {}, sweep_every=timedelta(milliseconds=20))
+    async with running(engine):
+        await soon(store.swept)
+
+    async with running(engine):
+        for _ in range(2):
+            store.swept.clear()
+            await soon(store.swept)
+
+
 async def test_a_failed_sweep_does_not_stop_what_events_scheduled(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
