@@ -3,9 +3,13 @@
 redis-py takes a connection from its pool for each command, writes it,
 reads the reply and gives the connection back: a system call or two and
 some forty microseconds of Python a command. For the few commands every
-request sends, `PipelinedConnection` writes what all the coroutines of one
-turn of the event loop asked for in one write, and hands the replies out in
-the order the commands went, as Redis answers them (RESP2, one connection).
+request sends, `PipelinedConnection` shares one connection, and hands the
+replies out in the order the commands went, as Redis answers them (RESP2).
+A command that finds Redis with nothing of ours to do is written at once,
+so that Redis works while the loop goes on; the commands that come while
+it is busy go together, in one write at the end of the loop's turn. (All of
+a turn in one write left Redis idle while the loop parsed requests, then
+the loop idle while Redis ran their scripts: a tenth less throughput.)
 
 It connects the way the redis-py client given to it would (address, Unix
 socket, TLS context, user, password, database), lazily, on the first
@@ -134,11 +138,16 @@ class _Protocol(asyncio.Protocol):
         future: asyncio.Future[Reply] = self._loop.create_future()
         self._waiting.append((future, self._loop.time() + self.timeout_s))
 
-        # The first command of this turn of the loop schedules the write;
-        # the others join it.
-        if not self._outgoing:
-            self._loop.call_soon(self._flush)
-        self._outgoing.append(command)
+        if len(self._waiting) == 1:
+            # Redis has nothing of ours to do: it starts on this one now,
+            # while the loop goes on with the other requests of its turn.
+            self.transport.write(command)
+        else:
+            # Redis is busy with ours: the commands of this turn of the loop
+            # go together, in one write, at its end.
+            if not self._outgoing:
+                self._loop.call_soon(self._flush)
+            self._outgoing.append(command)
         if self._watchdog is None:
             self._watchdog = self._loop.call_later(self.timeout_s, self._check)
 

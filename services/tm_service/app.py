@@ -19,6 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import Receive, Scope, Send
 
 from tm_adapters import connections, mongo, redis_state
 from tm_adapters.outbox import KafkaPublisher, OutboxRelay, Publisher, RelaySettings
@@ -68,6 +69,35 @@ _CORS_EXPOSED = [
 ]
 
 
+class TimeService(FastAPI):
+    """The API. A cached daily view is answered before the stack when it can
+    be (`fast_views.DailyViews`, set at start-up); every other request, and
+    any that it leaves, goes through the stack."""
+
+    daily_views: fast_views.DailyViews | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        daily = self.daily_views
+        if (
+            daily is not None
+            and scope["type"] == "http"
+            and scope["path"] == fast_views.DAILY_PATH
+            and await daily.answer(scope, receive, send)
+        ):
+            return
+        await super().__call__(scope, receive, send)
+
+
+def _cors_options(settings: ServiceSettings) -> dict[str, Any]:
+    return {
+        "allow_origins": settings.cors_origins,
+        "allow_methods": ["GET", "POST", "PUT", "PATCH", "DELETE"],
+        "allow_headers": _CORS_HEADERS,
+        "expose_headers": _CORS_EXPOSED,
+        "max_age": 600,
+    }
+
+
 @dataclass(frozen=True)
 class SharedState:
     """The components that several replicas share through Redis; any left
@@ -94,7 +124,7 @@ def create_app(
     tenants: TenantDirectory | None = None,
     shared: SharedState | None = None,
     readiness: Mapping[str, health.Check] | None = None,
-) -> FastAPI:
+) -> TimeService:
     """The API; `store`, `privacy_store`, `team_store` and `publisher`
     replace MongoDB and Kafka when given, `shared` Redis. `tenants` is the
     tenant registry (by default MongoDB's when the task store is, else none:
@@ -105,7 +135,7 @@ def create_app(
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: TimeService) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             await _start(
                 app,
@@ -122,7 +152,7 @@ def create_app(
                 app.state.readiness = dict(readiness)
             yield
 
-    app = FastAPI(
+    app = TimeService(
         title="time-manager",
         version="v1",
         summary="Plan your days and get reminded on time, by SMS and e-mail.",
@@ -145,20 +175,10 @@ def create_app(
     app.include_router(admin.router)
 
     # The last added runs first: the request context wraps everything, so
-    # even a request refused for its address is logged and counted, and the
-    # cached daily view answered in front of the routes gets the request
-    # id, CORS and log line of every other answer.
+    # even a request refused for its address is logged and counted.
     app.add_middleware(ClientLimit)
-    app.add_middleware(fast_views.CachedDailyView)
     if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=_CORS_HEADERS,
-            expose_headers=_CORS_EXPOSED,
-            max_age=600,
-        )
+        app.add_middleware(CORSMiddleware, **_cors_options(settings))
     app.add_middleware(
         RequestContext, max_body_bytes=settings.max_body_bytes, metrics=metrics
     )
@@ -168,7 +188,7 @@ def create_app(
 
 
 async def _start(
-    app: FastAPI,
+    app: TimeService,
     settings: ServiceSettings,
     stack: contextlib.AsyncExitStack,
     *,
@@ -237,16 +257,20 @@ async def _start(
         app.state.tenant_keys = DirectoryKeys(registry)
     app.state.views = Views(view_cache, settings=settings, metrics=metrics)
     app.state.idempotency = idempotency
-    app.state.daily_views = None
     if view_gate is not None and settings.view_fast_path:
-        app.state.daily_views = fast_views.DailyViews(
+        cors = None
+        if settings.cors_origins:
+            # The stack's CORS middleware, again: its headers, by its code.
+            cors = CORSMiddleware(app, **_cors_options(settings))
+        app.daily_views = fast_views.DailyViews(
             gate=view_gate,
             guard=app.state.guard,
             tokens=app.state.tokens,
             views=app.state.views,
             metrics=metrics,
-            route=fast_views.route_of(task_routes.router.routes),
+            cors=cors,
         )
+        stack.callback(setattr, app, "daily_views", None)
 
     # The relay runs beside the API; it waits out Kafka by itself.
     if publisher is None:

@@ -1,45 +1,59 @@
-"""The cached daily view, answered in front of the routes when nothing needs them.
+"""The cached daily view, answered before the application's stack when it can be.
 
 `GET /api/v1/visitor/time/tasks/daily?date=YYYY-MM-DD` is the hottest
 request, and on a cache hit nearly all of its time went to the way through
-FastAPI (routing, dependencies, three Redis calls) rather than to its work.
-`CachedDailyView` sits in front of the routes, inside the request context
-and CORS, and answers such a request itself only when everything is in
-order:
+the stack (error and telemetry middleware, request context, CORS, routing,
+dependencies) rather than to its work. The application (`app.TimeService`)
+hands such a request to `DailyViews.answer` before anything else, which
+answers it itself only when everything is in order:
 
-- the query is exactly `date=` and a date the route accepts, with a bearer
-  token that `auth.Tokens` accepts;
+- the query is exactly `date=` and a date the route accepts, the request
+  announces no body, and it carries a bearer token that `auth.Tokens`
+  accepts;
 - the caller's tenant may call (`Guard.quotas`);
 - the view cache is trusted now (`Views.trusts_cache`);
 - one `caching.ViewGate` call takes the address's and the caller's limits,
   both allowing, and finds the view cached.
 
-Anything else goes on to the routes, which stay the one source of truth for
-validation, errors and the OpenAPI document. Limits the gate took on the
+Anything else goes on to the stack, whose routes stay the one source of
+truth for validation, errors and the OpenAPI document. Limits taken on the
 way are handed to them (`Guard.taken`), so a request refused or missed here
-counts once. An answer from here is the route's: the same `ok_rendered`
-envelope and headers, the route's template in the log line and metrics, the
-request id and `RateLimit` headers of the request context around it.
-Nothing of a view is kept in this process: every answer is read from Redis,
-so a write through any replica shows in the next read.
+counts once.
+
+An answer from here is the one the stack would give, byte for byte but the
+timestamp (an integration test holds the two together): the same envelope
+(`responses.ok_rendered`), the request id of `middleware.request_id_of`,
+the CORS headers of the same `CORSMiddleware`, the `RateLimit` headers, the
+same log line and the same metrics. Nothing of a view is
+kept in this process: every answer is read from Redis, so a write through
+any replica shows in the next read.
 """
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Any
+import logging
+import time
+from datetime import date, datetime
 
-from fastapi.routing import APIRoute
+import orjson
+import structlog
 from fastapi.security.utils import get_authorization_scheme_param
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import Message, Receive, Scope, Send
 
 from tm_domain import caching, storage
-from tm_service import auth, errors, responses, schemas, views
+from tm_service import auth, errors, logs, responses, schemas, views
 from tm_service.metrics import Metrics
+from tm_service.middleware import REQUEST_LOGGER, request_id_of
+from tm_service.middleware import log as request_log
 from tm_service.quotas import Guard
+
+log = logging.getLogger(__name__)
 
 DAILY_PATH = "/api/v1/visitor/time/tasks/daily"
 _QUERY_PREFIX = b"date="
+_JSON = b"application/json"
 
 
 class DailyViews:
@@ -53,13 +67,16 @@ class DailyViews:
         tokens: auth.Tokens,
         views: views.Views,
         metrics: Metrics,
-        route: APIRoute,
+        cors: CORSMiddleware | None = None,
     ) -> None:
+        """`cors` is the stack's own CORS middleware when CORS is on: its
+        headers are added to an answer from here by the same code."""
         self.gate = gate
         self.guard = guard
         self.tokens = tokens
         self.views = views
-        self.route = route
+        self.metrics = metrics
+        self.cors = cors
         # The counters' children, found once rather than by label each time.
         self.hits = metrics.cache.labels("daily", "hit")
         self.served = metrics.fast_views.labels("served")
@@ -67,17 +84,80 @@ class DailyViews:
 
     async def answer(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer the request if everything is in order; False leaves it to
-        the routes, with the limits taken so far in the scope's state."""
-        day = _day(scope.get("query_string", b""))
-        token = _bearer(scope)
-        if day is None or token is None or not self.views.trusts_cache():
-            return False
+        the stack, with the limits taken so far in the scope's state."""
+        started = time.perf_counter()
         try:
-            user = self.tokens.identity(token).user
+            found = await self._found(scope)
+        except Exception:
+            # A bug here must not cost the request: the stack answers it (and
+            # counts no limit twice, as for any request passed on).
+            log.exception("the daily view's front failed; the routes answer")
+            found = None
+        if found is None:
+            self.passed.inc()
+            return False
+
+        body, tenant_id, stamp = found
+        state = scope["state"]
+        headers = [
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", _JSON),
+        ]
+        start: Message = {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": headers,
+        }
+        # As the request context adds them, after the CORS middleware's.
+        last = [(b"x-request-id", state["request_id"].encode())]
+        for name, value in state.get("response_headers", {}).items():
+            last.append((name.lower().encode(), value.encode("latin-1")))
+
+        async def send_start(message: Message) -> None:
+            message["headers"] += last
+            await send(message)
+
+        if self.cors is None:
+            await send_start(start)
+        else:
+            await self.cors.send(
+                start, send=send_start, request_headers=Headers(scope=scope)
+            )
+        await send({"type": "http.response.body", "body": body})
+
+        seconds = time.perf_counter() - started
+        self.hits.inc()
+        self.served.inc()
+        self.metrics.observe_request(
+            route=DAILY_PATH, method="GET", status=200, seconds=seconds
+        )
+        _log_request(
+            tenant=tenant_id,
+            request_id=state["request_id"],
+            duration_ms=round(seconds * 1000, 2),
+            stamp=stamp,
+        )
+
+        return True
+
+    async def _found(self, scope: Scope) -> tuple[bytes, str, datetime] | None:
+        """The answer's body, the caller's tenant and the answer's time when
+        everything is in order, with the request id and headers in the
+        scope's state; None for the stack to answer."""
+        if scope["method"] != "GET" or scope.get("root_path"):
+            return None
+        day = _day(scope["query_string"])
+        if day is None:
+            return None
+        sent = _Sent.of(scope["headers"])
+        if sent is None or sent.token is None or not self.views.trusts_cache():
+            return None
+        try:
+            user = self.tokens.identity(sent.token).user
             quotas = await self.guard.quotas(user.tenant_id)
         except (errors.ServiceError, storage.StoreUnavailable):
             # The routes refuse it in their own words.
-            return False
+            return None
 
         met = self.guard.stages(scope, user, quotas)
         try:
@@ -86,49 +166,100 @@ class DailyViews:
             )
         except storage.StoreUnavailable:
             # The routes go on without Redis, as they do.
-            return False
+            return None
         names = (name for name, _ in met)
         self.guard.taken(scope, dict(zip(names, admission.verdicts, strict=False)))
         cached = admission.cached
         if cached is None or cached.body is None:
-            return False
+            return None
 
-        scope.setdefault("state", {})["tenant"] = user.tenant_id
-        scope["route"] = self.route
-        self.hits.inc()
-        await responses.ok_rendered(scope, cached.body)(scope, receive, send)
+        request_id = request_id_of(sent.request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        stamp = responses.now()
+        body = responses.rendered_envelope(
+            cached.body, request_id=request_id, timestamp=stamp
+        )
 
-        return True
-
-
-class CachedDailyView:
-    """ASGI middleware: `DailyViews.answer` for the daily view's path."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["path"] == DAILY_PATH
-            and scope["method"] == "GET"
-            and not scope.get("root_path")
-        ):
-            daily: DailyViews | None = getattr(scope["app"].state, "daily_views", None)
-            if daily is not None:
-                if await daily.answer(scope, receive, send):
-                    daily.served.inc()
-                    return
-                daily.passed.inc()
-        await self.app(scope, receive, send)
+        return body, user.tenant_id, stamp
 
 
-def route_of(routes: list[Any]) -> APIRoute:
-    """The daily view's route, whose template the log line and metrics name."""
-    for route in routes:
-        if isinstance(route, APIRoute) and route.path == DAILY_PATH:
-            return route
-    raise LookupError(f"no route {DAILY_PATH}")
+# The request context's line for this route, as `logs.configure`'s chain
+# renders it (a unit test holds the two together): fields in the order the
+# chain puts them, the ones a client can choose masked and quoted alike.
+_LINE = (
+    '{"method":"GET","route":"' + DAILY_PATH + '","status":200,"duration_ms":%s,'
+    '"tenant":%s,"event":"request","request_id":%s,"level":"info",'
+    '"logger":"' + REQUEST_LOGGER + '","timestamp":"%s"}\n'
+)
+
+
+def _log_request(
+    *, tenant: str, request_id: str, duration_ms: float, stamp: datetime
+) -> None:
+    """The request context's log line for an answer from the front."""
+    if not logs.writes_json_info():
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            request_log.info(
+                "request",
+                method="GET",
+                route=DAILY_PATH,
+                status=200,
+                duration_ms=duration_ms,
+                tenant=tenant,
+            )
+        return
+    logs.write_soon(
+        _LINE
+        % (
+            orjson.dumps(duration_ms).decode(),
+            orjson.dumps(logs.mask(tenant)).decode(),
+            orjson.dumps(logs.mask(request_id)).decode(),
+            stamp.isoformat().replace("+00:00", "Z"),
+        )
+    )
+
+
+class _Sent:
+    """The request headers the front reads, from one pass over them."""
+
+    __slots__ = ("request_id", "token")
+
+    def __init__(self, token: str | None, request_id: str) -> None:
+        self.token = token
+        self.request_id = request_id
+
+    @classmethod
+    def of(cls, raw: list[tuple[bytes, bytes]]) -> _Sent | None:
+        """The bearer token and request id sent; None when the request
+        announces a body, which the stack reads or refuses."""
+        authorization: bytes | None = None
+        request_id = b""
+        seen_id = False
+        for name, value in raw:
+            if name == b"authorization":
+                if authorization is None:
+                    authorization = value
+            elif name == b"x-request-id":
+                if not seen_id:
+                    request_id, seen_id = value, True
+            elif name == b"content-length":
+                if value != b"0":
+                    return None
+            elif name == b"transfer-encoding":
+                return None
+
+        return cls(_bearer_of(authorization), request_id.decode("latin-1"))
+
+
+def _bearer_of(value: bytes | None) -> str | None:
+    """The bearer token as FastAPI's `HTTPBearer` reads it, or None."""
+    if value is None:
+        return None
+    scheme, credentials = get_authorization_scheme_param(value.decode("latin-1"))
+    if scheme.lower() != "bearer" or not credentials:
+        return None
+
+    return credentials
 
 
 def _day(query: bytes) -> str | None:
@@ -141,16 +272,3 @@ def _day(query: bytes) -> str | None:
         return date.fromisoformat(schemas.calendar_date(text)).isoformat()
     except ValueError:
         return None
-
-
-def _bearer(scope: Scope) -> str | None:
-    """The bearer token as FastAPI's `HTTPBearer` reads it, or None."""
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, credentials = get_authorization_scheme_param(
-                value.decode("latin-1")
-            )
-            if scheme.lower() != "bearer" or not credentials:
-                return None
-            return credentials
-    return None

@@ -15,11 +15,13 @@ time.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import json
 import logging
 import re
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import structlog
@@ -52,6 +54,11 @@ def mask(text: str) -> str:
 
 
 def _mask_values(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    texts = [value for value in event.values() if isinstance(value, str)]
+    # One search over all of them first: a line feed between the values,
+    # which no pattern spans, finds a candidate only where one value has it.
+    if _MAYBE_SECRET.search("\n".join(texts)) is None:
+        return event
     for key, value in event.items():
         if isinstance(value, str):
             event[key] = mask(value)
@@ -75,6 +82,69 @@ class _Lines:
     that they never interleave with the standard library's records."""
 
     handler: logging.StreamHandler[Any] | None = None
+    info_as_json = False
+    """Whether INFO events are written, and as JSON lines."""
+    pending: ClassVar[list[str]] = []
+    """`write_soon`'s lines of this turn of the event loop, not written yet."""
+
+
+class _Handler(logging.StreamHandler[Any]):
+    """The standard library's records, after `write_soon`'s pending lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Called under the handler's lock.
+        if _Lines.pending:
+            self.stream.write(_drain())
+        super().emit(record)
+
+
+def _drain() -> str:
+    lines, _Lines.pending = _Lines.pending, []
+    return "".join(lines)
+
+
+def _write_pending() -> None:
+    handler = _Lines.handler
+    if handler is None or not _Lines.pending:
+        return
+    handler.acquire()
+    try:
+        handler.stream.write(_drain())
+        handler.stream.flush()
+    finally:
+        handler.release()
+
+
+atexit.register(_write_pending)
+
+
+_STAMP = structlog.processors.TimeStamper(fmt="iso", utc=True)
+
+
+def writes_json_info() -> bool:
+    """Whether INFO events are written, as JSON lines, by `configure`'s chain."""
+    return _Lines.info_as_json and _Lines.handler is not None
+
+
+def write_soon(line: str) -> None:
+    """Write a whole rendered line (with its line feed) to the log's stream.
+
+    Within an event loop, the lines of one turn of it are written together
+    at its end, in one write (a write a line cost a request a system call);
+    the standard library's records and structlog's events flush them first,
+    so lines stay in order. Outside a loop, at once.
+    """
+    if _Lines.pending:
+        _Lines.pending.append(line)
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        _Lines.pending.append(line)
+        _write_pending()
+        return
+    _Lines.pending.append(line)
+    loop.call_soon(_write_pending)
 
 
 class _LineLogger:
@@ -89,6 +159,8 @@ class _LineLogger:
             return
         handler.acquire()
         try:
+            if _Lines.pending:
+                handler.stream.write(_drain())
             handler.stream.write(message + "\n")
             handler.stream.flush()
         finally:
@@ -129,7 +201,7 @@ def configure(settings: ConnectionSettings, *, stream: Any = None) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _STAMP,
             structlog.processors.format_exc_info,
             _mask_values,
             renderer,
@@ -140,7 +212,8 @@ def configure(settings: ConnectionSettings, *, stream: Any = None) -> None:
         ),
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(stream)
+    _write_pending()
+    handler = _Handler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -151,6 +224,9 @@ def configure(settings: ConnectionSettings, *, stream: Any = None) -> None:
         )
     )
     _Lines.handler = handler
+    _Lines.info_as_json = (
+        as_json and logging.INFO >= logging.getLevelNamesMapping()[settings.log_level]
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)

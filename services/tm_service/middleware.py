@@ -28,15 +28,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tm_service import responses
 from tm_service.metrics import Metrics
 
-log = structlog.get_logger("tm_service.requests")
+REQUEST_LOGGER = "tm_service.requests"
+log = structlog.get_logger(REQUEST_LOGGER)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
 REQUEST_ID_MAX = 64
 
 
+def request_id_of(sent: str) -> str:
+    """The request's id: the one sent, sanitized and cut short, or a new one."""
+    kept = _UNSAFE.sub("", sent)[:REQUEST_ID_MAX] if sent else ""
+    return kept or responses.new_request_id()
+
+
 def request_id_from(headers: Headers) -> str:
-    sent = _UNSAFE.sub("", headers.get("x-request-id", ""))[:REQUEST_ID_MAX]
-    return sent or responses.new_request_id()
+    return request_id_of(headers.get("x-request-id", ""))
 
 
 class RequestContext:

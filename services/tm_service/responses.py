@@ -71,13 +71,19 @@ def ok_rendered(
     The envelope is spliced around the bytes, and its `meta` written as
     `schemas.Meta` renders (a unit test holds the two to the same bytes).
     """
-    meta = orjson.dumps(
-        {"requestId": request_id(connection), "timestamp": now(), "version": "v1"},
-        option=orjson.OPT_UTC_Z,
-    )
-    body = b"".join((b'{"success":true,"data":', data, b',"meta":', meta, b"}"))
+    body = rendered_envelope(data, request_id=request_id(connection), timestamp=now())
 
     return Response(body, status_code=status_code, media_type="application/json")
+
+
+def rendered_envelope(data: bytes, *, request_id: str, timestamp: datetime) -> bytes:
+    """The bytes of `ok_rendered`'s answer."""
+    meta = orjson.dumps(
+        {"requestId": request_id, "timestamp": timestamp, "version": "v1"},
+        option=orjson.OPT_UTC_Z,
+    )
+
+    return b"".join((b'{"success":true,"data":', data, b',"meta":', meta, b"}"))
 
 
 def error_body(

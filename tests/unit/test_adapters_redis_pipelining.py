@@ -62,23 +62,32 @@ def test_every_kind_of_reply_is_read_and_a_partial_one_waits() -> None:
             redis_pipelining.parse(buffer[:cut], 0)
 
 
-async def test_a_turns_commands_go_out_together_and_replies_come_in_order() -> None:
+async def test_an_idle_redis_gets_a_command_at_once_the_rest_of_a_turn_together() -> (
+    None
+):
     protocol, transport = connected()
 
     first = protocol.send(redis_pipelining.encode(("GET", "a")))
+    written_at_once = list(transport.written)
     second = protocol.send(redis_pipelining.encode(("GET", "b")))
     third = protocol.send(redis_pipelining.encode(("NOPE",)))
     await asyncio.sleep(0)
     protocol.data_received(b"$1\r\nA\r\n$-")
     protocol.data_received(b"1\r\n-ERR unknown command\r\n")
 
+    assert written_at_once == [b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n"]
     assert transport.written == [
-        b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n*2\r\n$3\r\nGET\r\n$1\r\nb\r\n*1\r\n$4\r\nNOPE\r\n"
+        b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n",
+        b"*2\r\n$3\r\nGET\r\n$1\r\nb\r\n*1\r\n$4\r\nNOPE\r\n",
     ]
     assert await first == b"A"
     assert await second is None
     with pytest.raises(exceptions.ResponseError, match="unknown command"):
         await third
+
+    # Every reply in: the next command finds Redis idle again.
+    protocol.send(redis_pipelining.encode(("GET", "c")))
+    assert transport.written[-1] == b"*2\r\n$3\r\nGET\r\n$1\r\nc\r\n"
 
 
 async def test_an_overdue_reply_fails_every_command_waiting_and_the_connection() -> (

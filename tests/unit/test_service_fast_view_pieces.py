@@ -43,4 +43,28 @@ def test_only_a_query_of_exactly_one_date_the_route_accepts_is_taken(
 def test_the_bearer_token_is_read_as_the_routes_read_it(
     headers: list[tuple[bytes, bytes]], token: str | None
 ) -> None:
-    assert fast_views._bearer({"headers": headers}) == token
+    sent = fast_views._Sent.of(headers)
+
+    assert sent is not None
+    assert sent.token == token
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"content-length", b"2")],
+        [(b"transfer-encoding", b"chunked")],
+        [(b"authorization", b"Bearer a"), (b"content-length", b"10")],
+    ],
+)
+def test_a_request_announcing_a_body_is_left_to_the_stack(
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    assert fast_views._Sent.of(headers) is None
+
+
+def test_the_first_request_id_sent_is_the_one_read() -> None:
+    sent = fast_views._Sent.of([(b"x-request-id", b"one"), (b"x-request-id", b"two")])
+
+    assert sent is not None
+    assert sent.request_id == "one"

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 
 import pytest
 import structlog
 from test_service_fakes import bearer, body, serve, settings, token
 
-from tm_service import logs
+from tm_service import logs, responses
 
 
 @pytest.fixture
@@ -85,3 +87,54 @@ def test_standard_library_records_are_masked_and_rendered_as_json(
     assert line["event"] == "sending to +*** failed"
     assert line["to"] == "***@***"
     assert line["logger"] == "aiokafka"
+
+
+def _without_time(line: str) -> str:
+    return re.sub(r'"timestamp":"[^"]+"', "", line)
+
+
+async def test_the_daily_view_fronts_line_is_the_request_contexts_line(
+    captured: io.StringIO,
+) -> None:
+    from tm_service import fast_views, middleware
+
+    # A request id a client chose to look like a token is masked in both.
+    sent_id = "eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl"
+    fast_views._log_request(
+        tenant="acme", request_id=sent_id, duration_ms=0.5, stamp=responses.now()
+    )
+    await asyncio.sleep(0)  # the end of the loop's turn writes it
+    with structlog.contextvars.bound_contextvars(request_id=sent_id):
+        middleware.log.info(
+            "request",
+            method="GET",
+            route=fast_views.DAILY_PATH,
+            status=200,
+            duration_ms=0.5,
+            tenant="acme",
+        )
+
+    front, context = captured.getvalue().splitlines()
+    assert _without_time(front) == _without_time(context)
+    assert sent_id not in front
+    assert json.loads(front)["timestamp"].endswith("Z")
+
+
+async def test_lines_written_soon_go_before_any_later_line(
+    captured: io.StringIO,
+) -> None:
+    logs.write_soon('{"event":"first"}\n')
+    logs.write_soon('{"event":"second"}\n')
+    logging.getLogger("aiokafka").warning("third")
+    structlog.get_logger("x").info("fourth")
+    logs.write_soon('{"event":"fifth"}\n')
+    assert "fifth" not in captured.getvalue()
+    await asyncio.sleep(0)
+
+    assert [line["event"] for line in _lines(captured)] == [
+        "first",
+        "second",
+        "third",
+        "fourth",
+        "fifth",
+    ]
