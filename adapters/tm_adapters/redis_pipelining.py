@@ -26,7 +26,7 @@ import asyncio
 import collections
 import socket
 import ssl
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import redis.asyncio as redis
 from redis import exceptions
@@ -43,9 +43,20 @@ class _Incomplete(Exception):
     """The buffer ends inside a reply: wait for more bytes."""
 
 
-def encode(args: tuple[bytes | str | int | float, ...]) -> bytes:
+class Encoded(NamedTuple):
+    """Arguments already encoded as RESP bulk strings, and how many."""
+
+    data: bytes
+    items: int
+
+
+Arg = bytes | str | int | float | Encoded
+
+
+def encode(args: tuple[Arg, ...]) -> bytes:
     """A command as RESP: an array of bulk strings."""
-    parts = [b"*%d\r\n" % len(args)]
+    parts = [b""]
+    items = len(args)
     for arg in args:
         if isinstance(arg, str):
             # Names, keys and script hashes come back request after request.
@@ -60,8 +71,12 @@ def encode(args: tuple[bytes | str | int | float, ...]) -> bytes:
         elif isinstance(arg, float):
             # repr is the shortest text that reads back as the same float.
             parts.append(_bulk(repr(arg).encode()))
+        elif isinstance(arg, Encoded):
+            parts.append(arg.data)
+            items += arg.items - 1
         else:
             parts.append(_bulk(b"%d" % arg))
+    parts[0] = b"*%d\r\n" % items
 
     return b"".join(parts)
 
@@ -224,7 +239,7 @@ class PipelinedConnection:
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
 
-    async def execute(self, *args: bytes | str | int | float) -> Reply:
+    async def execute(self, *args: Arg) -> Reply:
         """One command's reply; raises ResponseError for an error reply."""
         protocol = self._protocol
         if protocol is None or protocol.lost is not None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import orjson
 import redis.asyncio as redis
@@ -158,7 +158,7 @@ class RedisLink:
         except (RedisError, OSError, TimeoutError) as exc:
             raise self._down(exc) from exc
 
-    async def execute(self, *args: bytes | str | int | float) -> Any:
+    async def execute(self, *args: redis_pipelining.Arg) -> Any:
         """One command over the pipelined connection; StoreUnavailable while
         Redis is out."""
         self._must_be_up()
@@ -171,7 +171,7 @@ class RedisLink:
         self,
         script: Script,
         keys: Sequence[str],
-        args: Sequence[bytes | str | int | float],
+        args: Sequence[redis_pipelining.Arg],
     ) -> Any:
         """A script's reply over the pipelined connection; StoreUnavailable
         while Redis is out."""
@@ -227,41 +227,97 @@ def _staged_args(
     now_ms: float,
     cost: int,
     read: bool,
-) -> tuple[list[str], list[float | int]]:
+) -> tuple[list[str], list[float | int | redis_pipelining.Encoded]]:
     """The keys and arguments of _ADMIT for these stages (read keys apart)."""
     keys = [f"{prefix}rl:{bucket.key}" for stage in stages for bucket in stage]
-    args: list[float | int] = [now_ms, cost, 1 if read else 0, len(stages)]
-    for stage in stages:
-        args.append(len(stage))
-        for bucket in stage:
-            args += [bucket.limit.interval_ms, bucket.limit.capacity]
-
-    return keys, args
+    shape = tuple(tuple(bucket.limit for bucket in stage) for stage in stages)
+    return keys, [now_ms, cost, 1 if read else 0, _stages_encoded(shape)]
 
 
-def _verdicts(
-    stages: Sequence[Sequence[limits.Bucket]],
-    stored: Sequence[Any],
-    *,
-    now_ms: float,
-    cost: int,
-) -> tuple[limits.Verdict, ...]:
-    """The verdict of each stage the script took, from the times it found."""
-    verdicts = []
-    at = 0
-    for stage in stages:
-        if at >= len(stored):
-            break
-        found = [
-            None if not v else float(_text(v)) for v in stored[at : at + len(stage)]
-        ]
-        at += len(stage)
-        verdict, _ = limits.evaluate(
-            [b.limit for b in stage], found, now_ms=now_ms, cost=cost
-        )
-        verdicts.append(verdict)
+def _stages_encoded(
+    shape: tuple[tuple[limits.Limit, ...], ...],
+) -> redis_pipelining.Encoded:
+    """The arguments that describe the stages, encoded once for each shape:
+    their number, then per stage its number of buckets and each bucket's
+    interval and capacity. Tenants' quotas take few values, so shapes are few."""
+    found = _ENCODED_STAGES.get(shape)
+    if found is None:
+        args: list[float | int] = [len(shape)]
+        for stage in shape:
+            args.append(len(stage))
+            for limit in stage:
+                args += [limit.interval_ms, limit.capacity]
+        command = redis_pipelining.encode(tuple(args))
+        found = redis_pipelining.Encoded(command[command.index(b"\n") + 1 :], len(args))
+        if len(_ENCODED_STAGES) < 1000:
+            _ENCODED_STAGES[shape] = found
 
-    return tuple(verdicts)
+    return found
+
+
+_ENCODED_STAGES: dict[
+    tuple[tuple[limits.Limit, ...], ...], redis_pipelining.Encoded
+] = {}
+
+
+class _Verdicts(Sequence[limits.Verdict]):
+    """The verdict of each stage the script took, from the times it found,
+    each worked out when first asked for: an answer from the cache needs
+    only the last stage's, for its headers."""
+
+    def __init__(
+        self,
+        stages: Sequence[Sequence[limits.Bucket]],
+        stored: Sequence[Any],
+        *,
+        now_ms: float,
+        cost: int,
+    ) -> None:
+        self._stages = stages
+        self._stored = stored
+        self._now_ms = now_ms
+        self._cost = cost
+        self._starts: list[int] = []
+        at = 0
+        for stage in stages:
+            if at >= len(stored):
+                break
+            self._starts.append(at)
+            at += len(stage)
+        self._found: dict[int, limits.Verdict] = {}
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    @overload
+    def __getitem__(self, index: int) -> limits.Verdict: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[limits.Verdict]: ...
+
+    def __getitem__(
+        self, index: int | slice
+    ) -> limits.Verdict | Sequence[limits.Verdict]:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(len(self))[index])
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("no such stage taken")
+        verdict = self._found.get(index)
+        if verdict is None:
+            stage = self._stages[index]
+            start = self._starts[index]
+            found = [
+                None if not v else float(v)
+                for v in self._stored[start : start + len(stage)]
+            ]
+            verdict, _ = limits.evaluate(
+                [b.limit for b in stage], found, now_ms=self._now_ms, cost=self._cost
+            )
+            self._found[index] = verdict
+
+        return verdict
 
 
 class _StagedLimits:
@@ -289,7 +345,7 @@ class _StagedLimits:
         *,
         cost: int,
         view: str | None = None,
-    ) -> tuple[tuple[limits.Verdict, ...], list[Any]]:
+    ) -> tuple[Sequence[limits.Verdict], list[Any]]:
         """The verdict of each stage, and the script's reply."""
         now_ms = self.clock() * 1000
         keys, args = _staged_args(
@@ -300,7 +356,7 @@ class _StagedLimits:
 
         reply = await self.link.run(_ADMIT_SCRIPT, keys, args)
 
-        return _verdicts(stages, reply[3:], now_ms=now_ms, cost=cost), reply
+        return _Verdicts(stages, reply[3:], now_ms=now_ms, cost=cost), reply
 
 
 class RedisRateLimiter(_StagedLimits):

@@ -60,7 +60,7 @@ class Admission:
     """What a gated read found: the verdict of each stage of limits taken, in
     order, and the entry when every stage allowed."""
 
-    verdicts: tuple[limits.Verdict, ...]
+    verdicts: Sequence[limits.Verdict]
     """One per stage taken; a refused stage is the last, its units untaken."""
     cached: Cached | None
     """The entry and its stamp; None when a stage refused."""

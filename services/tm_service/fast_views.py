@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import date, datetime
 
 import orjson
@@ -97,20 +98,17 @@ class DailyViews:
             self.passed.inc()
             return False
 
-        body, tenant_id, stamp = found
-        state = scope["state"]
-        headers = [
-            (b"content-length", str(len(body)).encode()),
-            (b"content-type", _JSON),
-        ]
         start: Message = {
             "type": "http.response.start",
             "status": 200,
-            "headers": headers,
+            "headers": [
+                (b"content-length", b"%d" % len(found.body)),
+                (b"content-type", _JSON),
+            ],
         }
         # As the request context adds them, after the CORS middleware's.
-        last = [(b"x-request-id", state["request_id"].encode())]
-        for name, value in state.get("response_headers", {}).items():
+        last = [(b"x-request-id", found.request_id.encode())]
+        for name, value in found.limit_headers.items():
             last.append((name.lower().encode(), value.encode("latin-1")))
 
         async def send_start(message: Message) -> None:
@@ -123,7 +121,7 @@ class DailyViews:
             await self.cors.send(
                 start, send=send_start, request_headers=Headers(scope=scope)
             )
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.body", "body": found.body})
 
         seconds = time.perf_counter() - started
         self.hits.inc()
@@ -131,19 +129,13 @@ class DailyViews:
         self.metrics.observe_request(
             route=DAILY_PATH, method="GET", status=200, seconds=seconds
         )
-        _log_request(
-            tenant=tenant_id,
-            request_id=state["request_id"],
-            duration_ms=round(seconds * 1000, 2),
-            stamp=stamp,
-        )
+        _log_request(found, duration_ms=round(seconds * 1000, 2))
 
         return True
 
-    async def _found(self, scope: Scope) -> tuple[bytes, str, datetime] | None:
-        """The answer's body, the caller's tenant and the answer's time when
-        everything is in order, with the request id and headers in the
-        scope's state; None for the stack to answer."""
+    async def _found(self, scope: Scope) -> _Found | None:
+        """The answer when everything is in order; None for the stack to
+        answer, with the limits taken so far in the scope's state."""
         if scope["method"] != "GET" or scope.get("root_path"):
             return None
         day = _day(scope["query_string"])
@@ -167,20 +159,36 @@ class DailyViews:
         except storage.StoreUnavailable:
             # The routes go on without Redis, as they do.
             return None
-        names = (name for name, _ in met)
-        self.guard.taken(scope, dict(zip(names, admission.verdicts, strict=False)))
         cached = admission.cached
         if cached is None or cached.body is None:
+            names = (name for name, _ in met)
+            verdicts = dict(zip(names, admission.verdicts, strict=False))
+            self.guard.taken(scope, verdicts)
             return None
 
+        # Every stage allowed: only the last one's verdict is needed.
         request_id = request_id_of(sent.request_id)
-        scope.setdefault("state", {})["request_id"] = request_id
         stamp = responses.now()
-        body = responses.rendered_envelope(
-            cached.body, request_id=request_id, timestamp=stamp
+        return _Found(
+            body=responses.rendered_envelope(
+                cached.body, request_id=request_id, timestamp=stamp
+            ),
+            request_id=request_id,
+            limit_headers=self.guard.answered(admission.verdicts),
+            tenant_id=user.tenant_id,
+            stamp=stamp,
         )
 
-        return body, user.tenant_id, stamp
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """An answer from the front, and what its headers and log line say."""
+
+    body: bytes
+    request_id: str
+    limit_headers: dict[str, str]
+    tenant_id: str
+    stamp: datetime
 
 
 # The request context's line for this route, as `logs.configure`'s chain
@@ -193,28 +201,26 @@ _LINE = (
 )
 
 
-def _log_request(
-    *, tenant: str, request_id: str, duration_ms: float, stamp: datetime
-) -> None:
+def _log_request(found: _Found, *, duration_ms: float) -> None:
     """The request context's log line for an answer from the front."""
     if not logs.writes_json_info():
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        with structlog.contextvars.bound_contextvars(request_id=found.request_id):
             request_log.info(
                 "request",
                 method="GET",
                 route=DAILY_PATH,
                 status=200,
                 duration_ms=duration_ms,
-                tenant=tenant,
+                tenant=found.tenant_id,
             )
         return
     logs.write_soon(
         _LINE
         % (
             orjson.dumps(duration_ms).decode(),
-            orjson.dumps(logs.mask(tenant)).decode(),
-            orjson.dumps(logs.mask(request_id)).decode(),
-            stamp.isoformat().replace("+00:00", "Z"),
+            orjson.dumps(logs.mask(found.tenant_id)).decode(),
+            orjson.dumps(logs.mask(found.request_id)).decode(),
+            found.stamp.isoformat().replace("+00:00", "Z"),
         )
     )
 

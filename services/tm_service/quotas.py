@@ -212,6 +212,14 @@ class Guard:
             list(verdicts.values())[-1]
         )
 
+    def answered(self, verdicts: Sequence[limits.Verdict]) -> dict[str, str]:
+        """The headers of limits taken in front of the routes, every one
+        allowing, for an answer given there."""
+        if not verdicts:
+            return {}
+        self._limits_up()
+        return errors.rate_limit_headers(verdicts[-1])
+
     def _client(self, address: str) -> limits.Bucket:
         return limits.Bucket(f"ip:{address}", self.ip_limit)
 

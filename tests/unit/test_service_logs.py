@@ -100,9 +100,14 @@ async def test_the_daily_view_fronts_line_is_the_request_contexts_line(
 
     # A request id a client chose to look like a token is masked in both.
     sent_id = "eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl"
-    fast_views._log_request(
-        tenant="acme", request_id=sent_id, duration_ms=0.5, stamp=responses.now()
+    found = fast_views._Found(
+        body=b"{}",
+        request_id=sent_id,
+        limit_headers={},
+        tenant_id="acme",
+        stamp=responses.now(),
     )
+    fast_views._log_request(found, duration_ms=0.5)
     await asyncio.sleep(0)  # the end of the loop's turn writes it
     with structlog.contextvars.bound_contextvars(request_id=sent_id):
         middleware.log.info(
