@@ -75,8 +75,8 @@ class Metrics:
         )
         self.fast_views = Counter(
             "tm_fast_view_requests",
-            "Daily view requests answered in front of the routes (served) or "
-            "left to them (passed).",
+            "Daily view requests answered before the application's stack "
+            "(served) or left to it (passed).",
             ["result"],
             registry=self.registry,
         )

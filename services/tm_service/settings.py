@@ -105,10 +105,10 @@ class ServiceSettings(ConnectionSettings):
     view_cache_weekly_ttl_s: int = Field(default=600, ge=1, le=86_400)
     """Lifetime of a cached weekly view, in seconds; default 600."""
     view_fast_path: bool = True
-    """Whether a cached daily view is answered in front of the routes when
-    the token, the tenant, the limits and the cache all allow it, in one
-    Redis call (`tm_service.fast_views`); false sends every request through
-    the routes. Default true."""
+    """Whether a cached daily view is answered before the application's
+    stack when the token, the tenant, the limits and the cache all allow it,
+    in one Redis call (`tm_service.fast_views`); false sends every request
+    through the stack. Default true."""
 
     idempotency_ttl_s: int = Field(default=86_400, ge=60, le=30 * 86_400)
     """How long the answer to a batch sent with an `Idempotency-Key` is kept
