@@ -133,7 +133,9 @@ async def test_a_view_left_to_the_stack_reads_the_registry_and_warns_once(
     for name, chosen_settings in (("front", chosen), ("stack", routes_only)):
         directory = FlakyDirectory()
         async with started(chosen_settings, tenants=directory) as (_, client):
-            await client.get(f"{TASKS}/daily?date=2030-01-1{len(found)}", headers=bearer())
+            await client.get(
+                f"{TASKS}/daily?date=2030-01-1{len(found)}", headers=bearer()
+            )
             await lines_of(captured)
             directory.down, directory.reads = True, 0
             # A day not cached yet: a miss.
