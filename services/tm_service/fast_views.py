@@ -43,7 +43,7 @@ from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Message, Receive, Scope, Send
 
-from tm_domain import caching, storage
+from tm_domain import caching, limits, storage
 from tm_service import auth, errors, logs, responses, schemas, views
 from tm_service.metrics import Metrics
 from tm_service.middleware import REQUEST_LOGGER, request_id_of
@@ -85,42 +85,33 @@ class DailyViews:
 
     async def answer(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer the request if everything is in order; False leaves it to
-        the stack, with the limits taken so far in the scope's state."""
+        the stack, with its request id, tenant's quotas and the limits taken
+        so far in the scope's state."""
         started = time.perf_counter()
+        sent = _Sent.of(scope["headers"])
+        if sent is None or scope["method"] != "GET" or scope.get("root_path"):
+            self.passed.inc()
+            return False
+
+        # The request context's id, for any line logged on the way and for
+        # the stack if the request goes on to it.
+        request_id = request_id_of(sent.request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            found = await self._found(scope)
+            found = await self._found(scope, sent, request_id)
         except Exception:
-            # A bug here must not cost the request: the stack answers it (and
-            # counts no limit twice, as for any request passed on).
+            # A bug here must not cost the request: the stack answers it,
+            # with the limits taken here handed over (`_found`).
             log.exception("the daily view's front failed; the routes answer")
             found = None
+        finally:
+            structlog.contextvars.reset_contextvars(**bound)
         if found is None:
             self.passed.inc()
             return False
 
-        start: Message = {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-length", b"%d" % len(found.body)),
-                (b"content-type", _JSON),
-            ],
-        }
-        # As the request context adds them, after the CORS middleware's.
-        last = [(b"x-request-id", found.request_id.encode())]
-        for name, value in found.limit_headers.items():
-            last.append((name.lower().encode(), value.encode("latin-1")))
-
-        async def send_start(message: Message) -> None:
-            message["headers"] += last
-            await send(message)
-
-        if self.cors is None:
-            await send_start(start)
-        else:
-            await self.cors.send(
-                start, send=send_start, request_headers=Headers(scope=scope)
-            )
+        await send(found.start)
         await send({"type": "http.response.body", "body": found.body})
 
         seconds = time.perf_counter() - started
@@ -133,20 +124,15 @@ class DailyViews:
 
         return True
 
-    async def _found(self, scope: Scope) -> _Found | None:
+    async def _found(self, scope: Scope, sent: _Sent, request_id: str) -> _Found | None:
         """The answer when everything is in order; None for the stack to
         answer, with the limits taken so far in the scope's state."""
-        if scope["method"] != "GET" or scope.get("root_path"):
-            return None
         day = _day(scope["query_string"])
-        if day is None:
-            return None
-        sent = _Sent.of(scope["headers"])
-        if sent is None or sent.token is None or not self.views.trusts_cache():
+        if day is None or sent.token is None or not self.views.trusts_cache():
             return None
         try:
             user = self.tokens.identity(sent.token).user
-            quotas = await self.guard.quotas(user.tenant_id)
+            quotas = await self.guard.quotas_of(scope, user.tenant_id)
         except (errors.ServiceError, storage.StoreUnavailable):
             # The routes refuse it in their own words.
             return None
@@ -159,34 +145,64 @@ class DailyViews:
         except storage.StoreUnavailable:
             # The routes go on without Redis, as they do.
             return None
+
         cached = admission.cached
         if cached is None or cached.body is None:
-            names = (name for name, _ in met)
-            verdicts = dict(zip(names, admission.verdicts, strict=False))
-            self.guard.taken(scope, verdicts)
+            self._hand_over(scope, met, admission)
             return None
-
-        # Every stage allowed: only the last one's verdict is needed.
-        request_id = request_id_of(sent.request_id)
-        stamp = responses.now()
-        return _Found(
-            body=responses.rendered_envelope(
+        try:
+            # Every stage allowed: only the last one's verdict is needed.
+            stamp = responses.now()
+            body = responses.rendered_envelope(
                 cached.body, request_id=request_id, timestamp=stamp
-            ),
-            request_id=request_id,
-            limit_headers=self.guard.answered(admission.verdicts),
-            tenant_id=user.tenant_id,
-            stamp=stamp,
-        )
+            )
+            start: Message = {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-length", b"%d" % len(body)),
+                    (b"content-type", _JSON),
+                ],
+            }
+            if self.cors is not None:
+                # The CORS middleware's headers, set by its own code on the
+                # way to a send that keeps the message for later.
+                await self.cors.send(
+                    start, send=_kept, request_headers=Headers(scope=scope)
+                )
+            # Then the request context's, added after the CORS ones.
+            headers = start["headers"]
+            headers.append((b"x-request-id", request_id.encode()))
+            for name, value in self.guard.answered(admission.verdicts).items():
+                headers.append((name.lower().encode(), value.encode("latin-1")))
+        except Exception:
+            self._hand_over(scope, met, admission)
+            raise
+
+        return _Found(start, body, request_id, user.tenant_id, stamp)
+
+    def _hand_over(
+        self,
+        scope: Scope,
+        met: list[tuple[str, limits.Bucket]],
+        admission: caching.Admission,
+    ) -> None:
+        """The limits taken here, for the stack's steps to use."""
+        names = (name for name, _ in met)
+        self.guard.taken(scope, dict(zip(names, admission.verdicts, strict=False)))
+
+
+async def _kept(message: Message) -> None:
+    """A send that sends nothing: the message is sent later, as it is."""
 
 
 @dataclass(frozen=True, slots=True)
 class _Found:
-    """An answer from the front, and what its headers and log line say."""
+    """An answer from the front, and what its log line says."""
 
+    start: Message
     body: bytes
     request_id: str
-    limit_headers: dict[str, str]
     tenant_id: str
     stamp: datetime
 

@@ -134,16 +134,23 @@ def write_soon(line: str) -> None:
     the standard library's records and structlog's events flush them first,
     so lines stay in order. Outside a loop, at once.
     """
-    if _Lines.pending:
+    handler = _Lines.handler
+    if handler is None:
+        return
+    # Under the handler's lock: a record of another thread drains the list.
+    handler.acquire()
+    try:
+        first = not _Lines.pending
         _Lines.pending.append(line)
+    finally:
+        handler.release()
+    if not first:
         return
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        _Lines.pending.append(line)
         _write_pending()
         return
-    _Lines.pending.append(line)
     loop.call_soon(_write_pending)
 
 

@@ -59,8 +59,9 @@ class RequestContext:
             return
 
         headers = Headers(scope=scope)
-        request_id = request_id_from(headers)
         state: dict[str, Any] = scope.setdefault("state", {})
+        # The daily view's front gives a request it leaves to the stack its id.
+        request_id = state.get("request_id") or request_id_from(headers)
         state["request_id"] = request_id
         started = time.perf_counter()
         response: dict[str, Any] = {"status": 500, "started": False}

@@ -176,9 +176,26 @@ class Guard:
 
         return tenant.quotas
 
+    async def quotas_of(self, scope: Scope, tenant_id: str) -> tenants.Quotas:
+        """`quotas`, looked up once a request: what the first look-up found,
+        or the refusal it raised, is kept in the scope's state for the steps
+        after it (the daily view's front, then the routes)."""
+        state: dict[str, Any] = scope.setdefault("state", {})
+        found = state.get("tenant_quotas")
+        if found is None or found[0] != tenant_id:
+            try:
+                found = (tenant_id, await self.quotas(tenant_id))
+            except (errors.ServiceError, storage.StoreUnavailable) as exc:
+                found = (tenant_id, exc)
+            state["tenant_quotas"] = found
+        if isinstance(found[1], Exception):
+            raise found[1]
+
+        return found[1]
+
     async def admit(self, scope: Scope, user: storage.User) -> None:
         """Let an authenticated caller in, or raise 403 or 429."""
-        quotas = await self.quotas(user.tenant_id)
+        quotas = await self.quotas_of(scope, user.tenant_id)
         await self._take(scope, [self._user(user, quotas)], scope_name="user")
 
     def stages(
@@ -236,7 +253,7 @@ class Guard:
         """Count `count` task creations, or raise 429 without counting any."""
         if count < 1:
             return
-        quotas = await self.quotas(user.tenant_id)
+        quotas = await self.quotas_of(scope, user.tenant_id)
         who = _who(user.tenant_id, user.user_id)
         buckets = [
             limits.Bucket(

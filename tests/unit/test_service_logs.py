@@ -101,9 +101,9 @@ async def test_the_daily_view_fronts_line_is_the_request_contexts_line(
     # A request id a client chose to look like a token is masked in both.
     sent_id = "eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl"
     found = fast_views._Found(
+        start={},
         body=b"{}",
         request_id=sent_id,
-        limit_headers={},
         tenant_id="acme",
         stamp=responses.now(),
     )

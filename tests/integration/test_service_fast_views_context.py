@@ -1,8 +1,8 @@
-"""Review of the daily view's front: where its answer, log lines or counts
-differ from the stack's (`TM_VIEW_FAST_PATH=false`).
+"""The daily view's front within the request's context: its log lines, the
+tenant look-up and the limits it hands to the stack.
 
 Each test runs the same requests through a replica with the front and one
-without, and holds the two to the same result.
+without (`TM_VIEW_FAST_PATH=false`), and holds the two to the same result.
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ async def test_the_registry_warning_of_a_cached_view_carries_the_request_id(
     redis_client: Any,
     captured: io.StringIO,
 ) -> None:
-    """MongoDB out, a tenant record expired: the stack logs the fallback
-    warning within the request's context; the front logs it without."""
+    """MongoDB out, a tenant record expired: the fallback warning is logged
+    within the request's context, with its id, as the stack logs it."""
     chosen = settings.model_copy(update={"tenant_cache_s": 0})
     routes_only = chosen.model_copy(update={"view_fast_path": False})
     headers = {**bearer(), "X-Request-ID": "registry-1"}
@@ -123,8 +123,8 @@ async def test_a_view_left_to_the_stack_reads_the_registry_and_warns_once(
     example: Any,
     captured: io.StringIO,
 ) -> None:
-    """A miss goes on to the stack, which looks the tenant up again: with
-    MongoDB out, twice the wait and two warnings for one request."""
+    """A miss goes on to the stack, which uses the front's look-up of the
+    tenant: with MongoDB out, one wait and one warning for the request."""
     chosen = settings.model_copy(update={"tenant_cache_s": 0})
     routes_only = chosen.model_copy(update={"view_fast_path": False})
     headers = {**bearer(), "X-Request-ID": "registry-2"}
@@ -194,9 +194,8 @@ async def test_a_failure_after_the_limits_were_taken_counts_them_once(
     redis_client: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """`DailyViews.answer` promises that a bug in the front costs the request
-    nothing and counts no limit twice; a failure after the gate took the
-    limits leaves them unrecorded, and the stack takes them again."""
+    """A bug in the front after the gate took the limits costs the request
+    nothing: the stack answers it with the limits the front took."""
     from tm_service.quotas import Guard
 
     routes_only = settings.model_copy(update={"view_fast_path": False})
