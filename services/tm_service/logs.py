@@ -85,7 +85,7 @@ class _Lines:
     info_as_json = False
     """Whether INFO events are written, and as JSON lines."""
     pending: ClassVar[list[str]] = []
-    """`write_soon`'s lines of this turn of the event loop, not written yet."""
+    """`write_soon`'s lines, not written yet."""
 
 
 class _Handler(logging.StreamHandler[Any]):
@@ -126,13 +126,19 @@ def writes_json_info() -> bool:
     return _Lines.info_as_json and _Lines.handler is not None
 
 
+# How long a line may wait for others to be written with, and how many may.
+WRITE_AFTER_S = 0.02
+_WAITING_MAX = 256
+
+
 def write_soon(line: str) -> None:
     """Write a whole rendered line (with its line feed) to the log's stream.
 
-    Within an event loop, the lines of one turn of it are written together
-    at its end, in one write (a write a line cost a request a system call);
-    the standard library's records and structlog's events flush them first,
-    so lines stay in order. Outside a loop, at once.
+    Within an event loop, lines wait up to `WRITE_AFTER_S` (or for 255 more)
+    and go together, in one write: a write a line cost a request a system
+    call and a turn of the loop. The standard library's records and
+    structlog's events write them first, so lines stay in order, and so
+    does the process's exit. Outside a loop, at once.
     """
     handler = _Lines.handler
     if handler is None:
@@ -142,8 +148,12 @@ def write_soon(line: str) -> None:
     try:
         first = not _Lines.pending
         _Lines.pending.append(line)
+        full = len(_Lines.pending) >= _WAITING_MAX
     finally:
         handler.release()
+    if full:
+        _write_pending()
+        return
     if not first:
         return
     try:
@@ -151,7 +161,7 @@ def write_soon(line: str) -> None:
     except RuntimeError:
         _write_pending()
         return
-    loop.call_soon(_write_pending)
+    loop.call_later(WRITE_AFTER_S, _write_pending)
 
 
 class _LineLogger:

@@ -134,6 +134,8 @@ def test_a_cached_daily_view_is_answered_in_front_of_the_routes_and_logged_alike
         value(page, "tm_http_requests_total", route=route, method="GET", status="200")
         >= 2
     )
+    # Request lines wait a few milliseconds to be written together.
+    platform.service.wait_for_line('"request_id":"req-e2e-front"', within=5)
     [line] = [
         line
         for line in json_lines(platform.service.output())

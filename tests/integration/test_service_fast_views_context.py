@@ -39,7 +39,7 @@ async def captured(settings: ServiceSettings) -> AsyncIterator[io.StringIO]:
     try:
         yield stream
     finally:
-        await asyncio.sleep(0)
+        await asyncio.sleep(2 * logs.WRITE_AFTER_S)
         root.handlers[:], level = saved
         root.setLevel(level)
         logging.getLogger("uvicorn.access").disabled = False
@@ -49,8 +49,8 @@ async def captured(settings: ServiceSettings) -> AsyncIterator[io.StringIO]:
 
 
 async def lines_of(stream: io.StringIO) -> list[dict[str, Any]]:
-    """The lines written so far (those of this turn included), and no more."""
-    await asyncio.sleep(0)
+    """The lines written so far (those waiting included), and no more."""
+    await asyncio.sleep(2 * logs.WRITE_AFTER_S)
     text = stream.getvalue()
     stream.seek(0)
     stream.truncate()

@@ -108,7 +108,7 @@ async def test_the_daily_view_fronts_line_is_the_request_contexts_line(
         stamp=responses.now(),
     )
     fast_views._log_request(found, duration_ms=0.5)
-    await asyncio.sleep(0)  # the end of the loop's turn writes it
+    await asyncio.sleep(2 * logs.WRITE_AFTER_S)  # its wait over, it is written
     with structlog.contextvars.bound_contextvars(request_id=sent_id):
         middleware.log.info(
             "request",
@@ -134,7 +134,7 @@ async def test_lines_written_soon_go_before_any_later_line(
     structlog.get_logger("x").info("fourth")
     logs.write_soon('{"event":"fifth"}\n')
     assert "fifth" not in captured.getvalue()
-    await asyncio.sleep(0)
+    await asyncio.sleep(2 * logs.WRITE_AFTER_S)
 
     assert [line["event"] for line in _lines(captured)] == [
         "first",
@@ -143,3 +143,13 @@ async def test_lines_written_soon_go_before_any_later_line(
         "fourth",
         "fifth",
     ]
+
+
+async def test_lines_go_at_once_when_too_many_wait(captured: io.StringIO) -> None:
+    for index in range(logs._WAITING_MAX):
+        logs.write_soon(f'{{"event":"line {index}"}}\n')
+
+    written = _lines(captured)
+
+    assert len(written) == logs._WAITING_MAX
+    assert written[-1]["event"] == f"line {logs._WAITING_MAX - 1}"
