@@ -141,7 +141,7 @@ class KafkaPublisher:
             except BaseException:
                 # A producer that failed to start still holds a client; close
                 # it, or it lingers and warns when collected.
-                await producer.stop()
+                await _stop(producer)
                 raise
             self._producer = producer
 
@@ -161,7 +161,30 @@ class KafkaPublisher:
     async def _reset(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            await producer.stop()
+            await _stop(producer)
+
+
+async def _stop(producer: AIOKafkaProducer) -> None:
+    """Stop a producer, to the end whatever cancels its caller.
+
+    The relay is stopped by cancelling it, again and again until it ends; a
+    stop cut short by one of those leaves the producer's connections open,
+    to be reported when collected. The caller's cancellation is raised once
+    the stop is over (aiokafka bounds it by its request timeout).
+    """
+    stopping = asyncio.ensure_future(producer.stop())
+    stopping.add_done_callback(consume_outcome)
+    cancelled = False
+    while True:
+        try:
+            await asyncio.shield(stopping)
+            break
+        except asyncio.CancelledError:
+            cancelled = True
+            if stopping.done():
+                break
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 @dataclass(frozen=True)

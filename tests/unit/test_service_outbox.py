@@ -223,3 +223,30 @@ async def test_the_timer_makes_the_relay_look_at_all_tasks() -> None:
     await relay.stop()
 
     assert [key for key, _ in publisher.records] == [task_id]
+
+
+class SlowStop:
+    """A producer whose stop takes a while, as closing connections does."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    async def stop(self) -> None:
+        await asyncio.sleep(0.05)
+        self.stopped = True
+
+
+async def test_a_producer_is_stopped_to_the_end_though_its_caller_is_cancelled() -> (
+    None
+):
+    producer = SlowStop()
+    stopping = asyncio.create_task(outbox._stop(producer))  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+
+    # The relay is stopped by cancelling it until it ends.
+    while not stopping.done():
+        stopping.cancel()
+        await asyncio.wait({stopping}, timeout=0.01)
+
+    assert stopping.cancelled()
+    assert producer.stopped
