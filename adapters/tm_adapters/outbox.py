@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -137,11 +137,11 @@ class KafkaPublisher:
                 return self._producer
             producer = self.new_producer()
             try:
-                await producer.start()
+                await _to_the_end(producer.start())
             except BaseException:
                 # A producer that failed to start still holds a client; close
                 # it, or it lingers and warns when collected.
-                await _stop(producer)
+                await _to_the_end(producer.stop())
                 raise
             self._producer = producer
 
@@ -161,27 +161,28 @@ class KafkaPublisher:
     async def _reset(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            await _stop(producer)
+            await _to_the_end(producer.stop())
 
 
-async def _stop(producer: AIOKafkaProducer) -> None:
-    """Stop a producer, to the end whatever cancels its caller.
+async def _to_the_end(step: Awaitable[None]) -> None:
+    """Run a producer's start or stop to its end, whatever cancels the caller.
 
-    The relay is stopped by cancelling it, again and again until it ends; a
-    stop cut short by one of those leaves the producer's connections open,
-    to be reported when collected. The caller's cancellation is raised once
-    the stop is over (aiokafka bounds it by its request timeout).
+    The relay is stopped by cancelling it, again and again until it ends.
+    aiokafka leaves a connection open when its start is cancelled half-way
+    (the bootstrap connection) or its stop is (the rest), to be reported
+    when collected. The caller's cancellation is raised once the step is
+    over; aiokafka bounds both by its timeouts.
     """
-    stopping = asyncio.ensure_future(producer.stop())
-    stopping.add_done_callback(consume_outcome)
+    running = asyncio.ensure_future(step)
+    running.add_done_callback(consume_outcome)
     cancelled = False
     while True:
         try:
-            await asyncio.shield(stopping)
+            await asyncio.shield(running)
             break
         except asyncio.CancelledError:
             cancelled = True
-            if stopping.done():
+            if running.done():
                 break
     if cancelled:
         raise asyncio.CancelledError

@@ -225,28 +225,33 @@ async def test_the_timer_makes_the_relay_look_at_all_tasks() -> None:
     assert [key for key, _ in publisher.records] == [task_id]
 
 
-class SlowStop:
-    """A producer whose stop takes a while, as closing connections does."""
+class Slow:
+    """A producer whose start and stop take a while, as connecting does."""
 
     def __init__(self) -> None:
-        self.stopped = False
+        self.done: list[str] = []
+
+    async def start(self) -> None:
+        await asyncio.sleep(0.05)
+        self.done.append("start")
 
     async def stop(self) -> None:
         await asyncio.sleep(0.05)
-        self.stopped = True
+        self.done.append("stop")
 
 
-async def test_a_producer_is_stopped_to_the_end_though_its_caller_is_cancelled() -> (
-    None
-):
-    producer = SlowStop()
-    stopping = asyncio.create_task(outbox._stop(producer))  # type: ignore[arg-type]
+@pytest.mark.parametrize("step", ["start", "stop"])
+async def test_a_producers_start_or_stop_runs_to_its_end_though_the_relay_is_cancelled(
+    step: str,
+) -> None:
+    producer = Slow()
+    running = asyncio.create_task(outbox._to_the_end(getattr(producer, step)()))
     await asyncio.sleep(0)
 
     # The relay is stopped by cancelling it until it ends.
-    while not stopping.done():
-        stopping.cancel()
-        await asyncio.wait({stopping}, timeout=0.01)
+    while not running.done():
+        running.cancel()
+        await asyncio.wait({running}, timeout=0.01)
 
-    assert stopping.cancelled()
-    assert producer.stopped
+    assert running.cancelled()
+    assert producer.done == [step]
