@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import os
 import re
 import statistics
 import subprocess
@@ -102,6 +103,12 @@ class Run:
     seconds: float
     latencies_ms: list[float]
     failures: int
+    cpu_s: float = 0.0
+    """CPU time the target's process spent meanwhile (Linux), 0 if unknown."""
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.cpu_s / self.requests * 1e6 if self.requests else 0.0
 
     @property
     def rate(self) -> float:
@@ -290,23 +297,50 @@ class Measured:
 
 
 def peak_of(
-    port: int, path: str, headers: dict[str, str], args: argparse.Namespace
+    port: int,
+    path: str,
+    headers: dict[str, str],
+    pid: int,
+    args: argparse.Namespace,
 ) -> Run:
     with _collector_off():
-        return asyncio.run(
+        before = cpu_seconds(pid)
+        run = asyncio.run(
             flat_out(
                 port, path, headers, connections=args.connections, seconds=args.seconds
             )
         )
+        run.cpu_s = cpu_seconds(pid) - before
+
+    return run
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far, from /proc (Linux);
+    0 where it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def paced_at(
-    port: int, path: str, headers: dict[str, str], rate: float, seconds: float
+    port: int,
+    path: str,
+    headers: dict[str, str],
+    pid: int,
+    rate: float,
+    seconds: float,
 ) -> Run:
     with _collector_off():
-        return asyncio.run(
+        before = cpu_seconds(pid)
+        run = asyncio.run(
             at_rate(port, "GET", path, headers, rate=rate, seconds=seconds)
         )
+        run.cpu_s = cpu_seconds(pid) - before
+
+    return run
 
 
 @contextlib.contextmanager
@@ -367,8 +401,11 @@ def main() -> None:
                 raise SystemExit("the targets run different server stacks")
 
             aims = {"bare": (bare_port, BARE_PATH, {})}
+            pids = {"bare": bare.pid}
             for name, target in targets.items():
                 aims[name] = (target.port, DAILY, target.headers())
+                assert target.service.popen is not None
+                pids[name] = target.service.popen.pid
             for port, path, headers in aims.values():
                 # A short warm-up fills caches and pools before measuring.
                 asyncio.run(flat_out(port, path, headers, connections=4, seconds=1))
@@ -376,7 +413,7 @@ def main() -> None:
             peaks: dict[str, list[Run]] = {name: [] for name in aims}
             for round_number in range(args.rounds):
                 for name, aim in aims.items():
-                    peaks[name].append(peak_of(*aim, args))
+                    peaks[name].append(peak_of(*aim, pids[name], args))
                     rate = peaks[name][-1].rate
                     print(f"  round {round_number + 1} {name}: {rate:.0f} req/s")
             chosen = {
@@ -387,11 +424,12 @@ def main() -> None:
             for round_number in range(args.rounds):
                 for name, (port, path, headers) in aims.items():
                     rate = chosen[name].rate * 0.7
-                    run = paced_at(port, path, headers, rate, args.seconds)
+                    run = paced_at(port, path, headers, pids[name], rate, args.seconds)
                     paced_runs[name].append(run)
                     print(
                         f"  round {round_number + 1} {name} at {rate:.0f}/s: "
-                        f"p99 {run.percentile(0.99):.1f} ms"
+                        f"p99 {run.percentile(0.99):.1f} ms, "
+                        f"{run.cpu_us_per_request:.0f} us of its CPU a request"
                     )
             results = []
             for name, runs in paced_runs.items():
@@ -441,14 +479,15 @@ def report(results: list[Measured], creation: Run, args: argparse.Namespace) -> 
     print()
     print(
         f"{'target':<10} {'req/s':>7} {'vs bare':>8} {'vs uncached':>12} "
-        f"{'p50 @70%':>9} {'p99 @70%':>9} {'worst p99':>10} {'errors':>7}"
+        f"{'CPU/req':>8} {'p50 @70%':>9} {'p99 @70%':>9} {'worst p99':>10} "
+        f"{'errors':>7}"
     )
     for m in results:
         print(
             f"{m.name:<10} {m.peak.rate:>7.0f} {m.peak.rate / bare:>8.2f} "
-            f"{m.peak.rate / uncached:>12.2f} {m.paced.percentile(0.5):>7.1f}ms "
-            f"{m.paced.percentile(0.99):>7.1f}ms {m.worst.percentile(0.99):>8.1f}ms "
-            f"{m.failures:>7}"
+            f"{m.peak.rate / uncached:>12.2f} {m.peak.cpu_us_per_request:>6.0f}us "
+            f"{m.paced.percentile(0.5):>7.1f}ms {m.paced.percentile(0.99):>7.1f}ms "
+            f"{m.worst.percentile(0.99):>8.1f}ms {m.failures:>7}"
         )
     limited = by_name["cached"].peak.rate
     unlimited = by_name["no limits"].peak.rate
