@@ -20,7 +20,7 @@ import jwt
 import pytest
 import schemathesis
 import uvicorn
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, assume, settings
 from pymongo import MongoClient
 from schemathesis import checks
 
@@ -112,6 +112,12 @@ schema = schemathesis.openapi.from_dict(
 )
 
 
+# Headers that frame the message are the HTTP server's: uvicorn refuses one
+# it cannot frame by (a made-up transfer coding) with its own 400 in plain
+# text, before the application sees the request.
+_FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "host"})
+
+
 def _admin_token() -> str:
     claims = {
         "sub": "fuzzer",
@@ -132,6 +138,7 @@ def _admin_token() -> str:
 def test_every_operation_keeps_to_its_documented_answers(
     case: schemathesis.Case, served_url: str
 ) -> None:
+    assume(not any(name.lower() in _FRAMING for name in case.headers or {}))
     case.call_and_validate(
         base_url=served_url,
         headers={"Authorization": f"Bearer {_admin_token()}"},
