@@ -22,11 +22,11 @@ counts once.
 
 An answer from here is the one the stack would give, byte for byte but the
 timestamp (an integration test holds the two together): the same envelope
-(`responses.ok_rendered`), the request id of `middleware.request_id_of`,
-the CORS headers of the same `CORSMiddleware`, the `RateLimit` headers, the
-same log line and the same metrics. Nothing of a view is
-kept in this process: every answer is read from Redis, so a write through
-any replica shows in the next read.
+(`responses.rendered_envelope`), the request id of
+`middleware.request_id_of`, the CORS headers of the same `CORSMiddleware`,
+the `RateLimit` headers, the same log line and the same metrics. Nothing of
+a view is kept in this process: every answer is read from Redis, so a write
+through any replica shows in the next read.
 """
 
 from __future__ import annotations

@@ -78,8 +78,9 @@ def _json(event: EventDict, **_: Any) -> str:
 
 class _Lines:
     """Where structlog's events go: the stream of the handler `configure`
-    installed, one write and one flush a line, under the handler's lock so
-    that they never interleave with the standard library's records."""
+    installed, written under the handler's lock so that they never
+    interleave with the standard library's records, and always after the
+    lines `write_soon` keeps waiting."""
 
     handler: logging.StreamHandler[Any] | None = None
     info_as_json = False
@@ -103,13 +104,14 @@ def _drain() -> str:
     return "".join(lines)
 
 
-def _write_pending() -> None:
+def _write_pending(text: str = "") -> None:
+    """The waiting lines, then `text`, in one write."""
     handler = _Lines.handler
-    if handler is None or not _Lines.pending:
+    if handler is None or not (_Lines.pending or text):
         return
     handler.acquire()
     try:
-        handler.stream.write(_drain())
+        handler.stream.write(_drain() + text)
         handler.stream.flush()
     finally:
         handler.release()
@@ -171,17 +173,7 @@ class _LineLogger:
         self.name = name
 
     def msg(self, message: str) -> None:
-        handler = _Lines.handler
-        if handler is None:
-            return
-        handler.acquire()
-        try:
-            if _Lines.pending:
-                handler.stream.write(_drain())
-            handler.stream.write(message + "\n")
-            handler.stream.flush()
-        finally:
-            handler.release()
+        _write_pending(message + "\n")
 
     debug = info = warning = warn = error = critical = exception = msg
 
