@@ -17,6 +17,7 @@ the hourly one.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,15 +43,24 @@ class Limit:
         if self.burst is not None and self.burst < 1:
             raise ValueError("a burst must be at least 1")
 
-    @property
+    # Worked out on first use, then kept: every request asks again.
+
+    @functools.cached_property
     def capacity(self) -> int:
         return self.burst if self.burst is not None else self.quota
 
-    @property
+    @functools.cached_property
     def interval_ms(self) -> float:
         """How long one unit takes to come back, in milliseconds."""
         return self.window_s * 1000 / self.quota
 
+    @functools.cached_property
+    def tolerance_ms(self) -> float:
+        """How far ahead of now a bucket's arrival time may run: a full
+        bucket's worth of intervals."""
+        return self.interval_ms * self.capacity
+
+    @functools.cached_property
     def policy(self) -> str:
         """The limit as an item of the `RateLimit-Policy` header."""
         return f'"{self.name}";q={self.quota};w={self.window_s}'
@@ -90,14 +100,17 @@ class Verdict:
 
     @property
     def allowed(self) -> bool:
-        return all(d.allowed for d in self.decisions)
+        for decision in self.decisions:
+            if not decision.allowed:
+                return False
+        return True
 
     @property
     def binding(self) -> Decision | None:
         """The decision a client should heed: the refusal that lasts longest,
         or, when all allow, the bucket closest to empty."""
-        if not self.decisions:
-            return None
+        if len(self.decisions) < 2:
+            return self.decisions[0] if self.decisions else None
         refused = [d for d in self.decisions if not d.allowed]
         if refused:
             return max(refused, key=lambda d: d.retry_after_s)
@@ -106,7 +119,8 @@ class Verdict:
 
 
 def _seconds(ms: float) -> int:
-    return max(0, math.ceil(ms / 1000 - _EPSILON_MS / 1000))
+    seconds = math.ceil(ms / 1000 - _EPSILON_MS / 1000)
+    return seconds if seconds > 0 else 0
 
 
 def evaluate(
@@ -123,36 +137,35 @@ def evaluate(
     """
     decisions = []
     advanced = []
+    every = True
     for limit, stored in zip(limits, tats_ms, strict=True):
         interval = limit.interval_ms
-        tolerance = interval * limit.capacity
-        tat = now_ms if stored is None else max(stored, now_ms)
+        tolerance = limit.tolerance_ms
+        tat = now_ms if stored is None or stored < now_ms else stored
         new_tat = tat + interval * cost
-        allowed = new_tat - now_ms <= tolerance + _EPSILON_MS
 
-        if allowed:
+        # Decisions are made with positional arguments, the fields' order:
+        # requests make them by the thousand.
+        if new_tat - now_ms <= tolerance + _EPSILON_MS:
             remaining = math.floor((tolerance - (new_tat - now_ms)) / interval + 1e-9)
             decision = Decision(
-                limit,
-                allowed=True,
-                remaining=max(0, remaining),
-                retry_after_s=0,
-                reset_s=_seconds(new_tat - now_ms),
+                limit, True, max(0, remaining), 0, _seconds(new_tat - now_ms)
             )
         else:
+            every = False
             remaining = math.floor((tolerance - (tat - now_ms)) / interval + 1e-9)
             decision = Decision(
                 limit,
-                allowed=False,
-                remaining=max(0, remaining),
-                retry_after_s=max(1, _seconds(new_tat - tolerance - now_ms)),
-                reset_s=_seconds(tat - now_ms),
+                False,
+                max(0, remaining),
+                max(1, _seconds(new_tat - tolerance - now_ms)),
+                _seconds(tat - now_ms),
             )
         decisions.append(decision)
         advanced.append(new_tat)
 
     verdict = Verdict(tuple(decisions))
-    if not verdict.allowed:
+    if not every:
         kept = [now_ms if t is None else max(t, now_ms) for t in tats_ms]
         return verdict, kept
 

@@ -105,10 +105,13 @@ def rate_limit_headers(verdict: limits.Verdict) -> dict[str, str]:
     if binding is None:
         return {}
 
-    return {
-        "RateLimit-Policy": ", ".join(d.limit.policy() for d in verdict.decisions),
-        "RateLimit": binding.header(),
-    }
+    decisions = verdict.decisions
+    if len(decisions) == 1:
+        policy = binding.limit.policy
+    else:
+        policy = ", ".join(d.limit.policy for d in decisions)
+
+    return {"RateLimit-Policy": policy, "RateLimit": binding.header()}
 
 
 _STATUS_CODES = {

@@ -78,7 +78,7 @@ def test_the_headers_name_the_policy_and_what_is_left() -> None:
     verdict, _ = limits.evaluate([PER_MINUTE], [None], now_ms=0)
 
     decision = verdict.decisions[0]
-    assert PER_MINUTE.policy() == '"user";q=60;w=60'
+    assert PER_MINUTE.policy == '"user";q=60;w=60'
     assert decision.header() == '"user";r=59;t=1'
     assert verdict.binding is decision
 
