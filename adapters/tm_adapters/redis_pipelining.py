@@ -4,12 +4,13 @@ redis-py takes a connection from its pool for each command, writes it,
 reads the reply and gives the connection back: a system call or two and
 some forty microseconds of Python a command. For the few commands every
 request sends, `PipelinedConnection` shares one connection, and hands the
-replies out in the order the commands went, as Redis answers them (RESP2).
-A command that finds Redis with nothing of ours to do is written at once,
-so that Redis works while the loop goes on; the commands that come while
-it is busy go together, in one write at the end of the loop's turn. (All of
-a turn in one write left Redis idle while the loop parsed requests, then
-the loop idle while Redis ran their scripts: a tenth less throughput.)
+replies out in the order the commands went, as Redis answers them (RESP2,
+read by hiredis's parser, in C). A command that finds Redis with nothing of
+ours to do is written at once, so that Redis works while the loop goes on;
+the commands that come while it is busy go together, in one write at the
+end of the loop's turn. (All of a turn in one write left Redis idle while
+the loop parsed requests, then the loop idle while Redis ran their scripts:
+a tenth less throughput.)
 
 It connects the way the redis-py client given to it would (address, Unix
 socket, TLS context, user, password, database), lazily, on the first
@@ -26,8 +27,10 @@ import asyncio
 import collections
 import socket
 import ssl
+from collections.abc import Sequence
 from typing import Any, NamedTuple, cast
 
+import hiredis
 import redis.asyncio as redis
 from redis import exceptions
 from redis.asyncio.connection import (
@@ -37,10 +40,6 @@ from redis.asyncio.connection import (
 )
 
 Reply = bytes | int | list[Any] | None | exceptions.ResponseError
-
-
-class _Incomplete(Exception):
-    """The buffer ends inside a reply: wait for more bytes."""
 
 
 class Encoded(NamedTuple):
@@ -81,6 +80,28 @@ def encode(args: tuple[Arg, ...]) -> bytes:
     return b"".join(parts)
 
 
+def encoded(args: tuple[Arg, ...]) -> Encoded:
+    """Arguments encoded once, for commands that send them again and again."""
+    command = encode(args)
+    start = command.index(b"\n") + 1
+
+    return Encoded(command[start:], int(command[1 : start - 2]))
+
+
+class Template:
+    """A command sent again and again, alike but for one float argument
+    (a time): everything else is encoded once."""
+
+    def __init__(self, before: tuple[Arg, ...], after: tuple[Arg, ...]) -> None:
+        head, tail = encoded(before), encoded(after)
+        self._head = b"*%d\r\n%s" % (head.items + 1 + tail.items, head.data)
+        self._tail = tail.data
+
+    def command(self, value: float) -> bytes:
+        """The command, `value` between the arguments before and after it."""
+        return b"".join((self._head, _bulk(repr(value).encode()), self._tail))
+
+
 def _bulk(data: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
@@ -88,41 +109,6 @@ def _bulk(data: bytes) -> bytes:
 # Texts encoded before, as bulk strings; past this many, new ones are not kept.
 _BULK_TEXTS_KEPT = 10_000
 _bulk_texts: dict[str, bytes] = {}
-
-
-def parse(buffer: bytes, at: int) -> tuple[Reply, int]:
-    """The reply starting at `at`, and where the next one starts; raises
-    _Incomplete when the buffer holds only part of it."""
-    end = buffer.find(b"\r\n", at)
-    if end < 0:
-        raise _Incomplete
-    kind = buffer[at]
-    line = buffer[at + 1 : end]
-    after = end + 2
-
-    if kind == 0x24:  # $ bulk string
-        size = int(line)
-        if size < 0:
-            return None, after
-        if len(buffer) < after + size + 2:
-            raise _Incomplete
-        return buffer[after : after + size], after + size + 2
-    if kind == 0x2A:  # * array
-        count = int(line)
-        if count < 0:
-            return None, after
-        items = []
-        for _ in range(count):
-            item, after = parse(buffer, after)
-            items.append(item)
-        return items, after
-    if kind == 0x3A:  # : integer
-        return int(line), after
-    if kind == 0x2B:  # + simple string
-        return bytes(line), after
-    if kind == 0x2D:  # - error
-        return exceptions.ResponseError(line.decode(errors="replace")), after
-    raise exceptions.ConnectionError(f"Redis sent a reply of unknown kind {kind!r}")
 
 
 class _Protocol(asyncio.Protocol):
@@ -137,7 +123,9 @@ class _Protocol(asyncio.Protocol):
             collections.deque()
         )
         self._outgoing: list[bytes] = []
-        self._buffer = b""
+        # hiredis reads the replies (in C): error replies come as
+        # ResponseError instances, an unfinished reply as False.
+        self._reader = hiredis.Reader(replyError=exceptions.ResponseError)
         self._watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -174,11 +162,10 @@ class _Protocol(asyncio.Protocol):
             self.transport.write(b"".join(batch))
 
     def data_received(self, data: bytes) -> None:
-        buffer = self._buffer + data if self._buffer else data
-        at = 0
+        reader = self._reader
+        reader.feed(data)
         try:
-            while at < len(buffer):
-                reply, at = parse(buffer, at)
+            while (reply := reader.gets()) is not False:
                 if not self._waiting:
                     raise exceptions.ConnectionError("Redis sent a reply unasked")
                 future, _ = self._waiting.popleft()
@@ -188,13 +175,9 @@ class _Protocol(asyncio.Protocol):
                     future.set_exception(reply)
                 else:
                     future.set_result(reply)
-        except _Incomplete:
-            pass
-        except (exceptions.ConnectionError, ValueError, IndexError) as exc:
+        except (exceptions.ConnectionError, hiredis.HiredisError) as exc:
             # Bytes we cannot read: nothing after them can be trusted.
             self._fail(exceptions.ConnectionError(f"Redis reply unreadable: {exc}"))
-            return
-        self._buffer = buffer[at:]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(
@@ -241,11 +224,39 @@ class PipelinedConnection:
 
     async def execute(self, *args: Arg) -> Reply:
         """One command's reply; raises ResponseError for an error reply."""
+        return await self.send(encode(args))
+
+    async def send(self, command: bytes) -> Reply:
+        """`execute` for a command already encoded (`encode`, `Template`)."""
         protocol = self._protocol
         if protocol is None or protocol.lost is not None:
             protocol = await self._connected()
 
-        return await protocol.send(encode(args))
+        return await protocol.send(command)
+
+    async def send_all(self, commands: Sequence[bytes]) -> list[Reply]:
+        """The replies to commands sent together, in order; an error reply
+        is returned as its ResponseError, not raised."""
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None:
+            protocol = await self._connected()
+
+        futures = [protocol.send(command) for command in commands]
+        replies: list[Reply] = []
+        try:
+            for future in futures:
+                try:
+                    replies.append(await future)
+                except exceptions.ResponseError as exc:
+                    replies.append(exc)
+        except BaseException:
+            # The connection failed them all: the rest are seen failed too.
+            for future in futures:
+                if future.done() and not future.cancelled():
+                    future.exception()
+            raise
+
+        return replies
 
     async def _connected(self) -> _Protocol:
         # Every command that finds no connection waits for the same attempt,

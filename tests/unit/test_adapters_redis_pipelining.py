@@ -47,19 +47,39 @@ def test_a_command_is_an_array_of_bulk_strings() -> None:
     )
 
 
-def test_every_kind_of_reply_is_read_and_a_partial_one_waits() -> None:
-    buffer = b"*4\r\n:1\r\n$-1\r\n$3\r\nabc\r\n*1\r\n+OK\r\n-ERR no\r\n"
+async def test_every_kind_of_reply_is_read_however_its_bytes_are_cut() -> None:
+    replies = b"*4\r\n:1\r\n$-1\r\n$3\r\nabc\r\n*1\r\n+OK\r\n-ERR no\r\n$0\r\n\r\n"
+    for cut in range(1, len(replies)):
+        protocol, _ = connected()
+        waiting = [protocol.send(redis_pipelining.encode(("GET", k))) for k in "abc"]
 
-    array, after = redis_pipelining.parse(buffer, 0)
-    error, end = redis_pipelining.parse(buffer, after)
+        protocol.data_received(replies[:cut])
+        protocol.data_received(replies[cut:])
 
-    assert array == [1, None, b"abc", [b"OK"]]
-    assert isinstance(error, exceptions.ResponseError)
-    assert str(error) == "ERR no"
-    assert end == len(buffer)
-    for cut in range(1, after):
-        with pytest.raises(redis_pipelining._Incomplete):
-            redis_pipelining.parse(buffer[:cut], 0)
+        assert await waiting[0] == [1, None, b"abc", [b"OK"]]
+        with pytest.raises(exceptions.ResponseError, match=r"^ERR no$"):
+            await waiting[1]
+        assert await waiting[2] == b""
+
+
+async def test_bytes_that_are_no_reply_fail_the_connection() -> None:
+    protocol, transport = connected()
+    waiting = protocol.send(redis_pipelining.encode(("GET", "a")))
+
+    protocol.data_received(b"?what\r\n")
+
+    with pytest.raises(exceptions.ConnectionError, match="unreadable"):
+        await waiting
+    assert transport.aborted
+
+
+async def test_a_reply_nobody_asked_for_fails_the_connection() -> None:
+    protocol, transport = connected()
+
+    protocol.data_received(b"+OK\r\n")
+
+    assert isinstance(protocol.lost, exceptions.ConnectionError)
+    assert transport.aborted
 
 
 async def test_an_idle_redis_gets_a_command_at_once_the_rest_of_a_turn_together() -> (
