@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 import orjson
@@ -33,32 +34,30 @@ from tm_domain import caching, limits, storage
 
 T = TypeVar("T")
 
-# Rate limits taken in stages, then, if asked and every stage allowed, a
-# cached view read: the arrival times of a stage's buckets are advanced only
-# if all of them allow, and a stage refused ends the script.
-# KEYS: the buckets of every stage in order, then the entry and its stamp
-# when reading. ARGV: now (ms), cost, 1 to read or 0, the number of stages,
-# then per stage its number of buckets and each bucket's interval (ms) and
-# capacity. Reply: 1 or 0 for allowed, the entry, the stamp (false when not
-# read or absent), then the arrival time found in each bucket of the stages
-# taken ('' for none).
+# Rate limits taken in stages: the arrival times of a stage's buckets are
+# advanced only if all of them allow, and a stage refused ends the script.
+# KEYS: the buckets of every stage in order. ARGV: now (ms), cost, the number
+# of stages, then per stage its number of buckets and each bucket's interval
+# (ms) and capacity. Reply: 1 or 0 for allowed, then the arrival time found
+# in each bucket of the stages taken ('' for none).
 _ADMIT = """
 local now = tonumber(ARGV[1])
 local cost = tonumber(ARGV[2])
-local reply = {1, false, false}
+local found = redis.call('MGET', unpack(KEYS))
+local reply = {1}
 local key = 1
-local arg = 5
-for stage = 1, tonumber(ARGV[4]) do
+local arg = 4
+for stage = 1, tonumber(ARGV[3]) do
   local count = tonumber(ARGV[arg])
   local allowed = true
   local advanced = {}
   for i = 0, count - 1 do
     local interval = tonumber(ARGV[arg + 1 + 2 * i])
     local capacity = tonumber(ARGV[arg + 2 + 2 * i])
-    local found = redis.call('GET', KEYS[key + i])
-    reply[#reply + 1] = found or ''
+    local stored = found[key + i]
+    reply[#reply + 1] = stored or ''
     local tat = now
-    if found then tat = math.max(tonumber(found), now) end
+    if stored then tat = math.max(tonumber(stored), now) end
     advanced[i] = tat + interval * cost
     if advanced[i] - now > interval * capacity + 1e-6 then allowed = false end
   end
@@ -72,10 +71,6 @@ for stage = 1, tonumber(ARGV[4]) do
   end
   key = key + count
   arg = arg + 1 + 2 * count
-end
-if ARGV[3] == '1' then
-  reply[2] = redis.call('GET', KEYS[key])
-  reply[3] = redis.call('GET', KEYS[key + 1])
 end
 return reply
 """
@@ -117,6 +112,27 @@ class Script:
     def __init__(self, text: str) -> None:
         self.text = text
         self.sha = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+
+class ScriptCall:
+    """A script's call made again and again, alike but for its first
+    argument (the time): the rest is encoded once."""
+
+    __slots__ = ("keys", "rest", "script", "template")
+
+    def __init__(
+        self,
+        script: Script,
+        keys: Sequence[str],
+        rest: Sequence[redis_pipelining.Arg],
+    ) -> None:
+        """`rest`: the arguments after the first."""
+        self.script = script
+        self.keys = tuple(keys)
+        self.rest = tuple(rest)
+        self.template = redis_pipelining.Template(
+            ("EVALSHA", script.sha, len(self.keys), *self.keys), self.rest
+        )
 
 
 class RedisLink:
@@ -161,9 +177,13 @@ class RedisLink:
     async def execute(self, *args: redis_pipelining.Arg) -> Any:
         """One command over the pipelined connection; StoreUnavailable while
         Redis is out."""
+        return await self.send(redis_pipelining.encode(args))
+
+    async def send(self, command: bytes) -> Any:
+        """`execute` for a command already encoded."""
         self._must_be_up()
         try:
-            return await self.pipelined.execute(*args)
+            return await self.pipelined.send(command)
         except (RedisError, OSError, TimeoutError) as exc:
             raise self._down(exc) from exc
 
@@ -175,12 +195,53 @@ class RedisLink:
     ) -> Any:
         """A script's reply over the pipelined connection; StoreUnavailable
         while Redis is out."""
+        command = redis_pipelining.encode(
+            ("EVALSHA", script.sha, len(keys), *keys, *args)
+        )
+        return await self._evaluated(script, keys, args, command)
+
+    async def run_call(self, call: ScriptCall, first: float) -> Any:
+        """`run` for a call prepared once, given its first argument."""
+        command = call.template.command(first)
+        return await self._evaluated(
+            call.script, call.keys, (first, *call.rest), command
+        )
+
+    async def run_call_then(
+        self, call: ScriptCall, first: float, then: bytes
+    ) -> tuple[Any, Any]:
+        """`run_call`, and the reply to a command sent right after it in the
+        same write (`then`, encoded)."""
+        self._must_be_up()
+        try:
+            command = call.template.command(first)
+            reply, after = await self.pipelined.send_all([command, then])
+            if isinstance(after, ResponseError):
+                raise after
+            if isinstance(reply, ResponseError):
+                if not str(reply).startswith("NOSCRIPT"):
+                    raise reply
+                reply = await self._evaluated(
+                    call.script, call.keys, (first, *call.rest), command
+                )
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise self._down(exc) from exc
+
+        return reply, after
+
+    async def _evaluated(
+        self,
+        script: Script,
+        keys: Sequence[str],
+        args: Sequence[redis_pipelining.Arg],
+        command: bytes,
+    ) -> Any:
+        """The reply to `command`, the script's EVALSHA with these keys and
+        arguments."""
         self._must_be_up()
         try:
             try:
-                return await self.pipelined.execute(
-                    "EVALSHA", script.sha, len(keys), *keys, *args
-                )
+                return await self.pipelined.send(command)
             except ResponseError as exc:
                 if not str(exc).startswith("NOSCRIPT"):
                     raise
@@ -220,18 +281,18 @@ _FILL_SCRIPT = Script(_FILL)
 _INVALIDATE_SCRIPT = Script(_INVALIDATE)
 
 
-def _staged_args(
+def _staged_call(
     stages: Sequence[Sequence[limits.Bucket]],
     *,
     prefix: str,
-    now_ms: float,
     cost: int,
-    read: bool,
-) -> tuple[list[str], list[float | int | redis_pipelining.Encoded]]:
-    """The keys and arguments of _ADMIT for these stages (read keys apart)."""
+) -> ScriptCall:
+    """_ADMIT's call for these stages; its first argument is the time."""
     keys = [f"{prefix}rl:{bucket.key}" for stage in stages for bucket in stage]
     shape = tuple(tuple(bucket.limit for bucket in stage) for stage in stages)
-    return keys, [now_ms, cost, 1 if read else 0, _stages_encoded(shape)]
+    rest = (cost, _stages_encoded(shape))
+
+    return ScriptCall(_ADMIT_SCRIPT, keys, rest)
 
 
 def _stages_encoded(
@@ -247,8 +308,7 @@ def _stages_encoded(
             args.append(len(stage))
             for limit in stage:
                 args += [limit.interval_ms, limit.capacity]
-        command = redis_pipelining.encode(tuple(args))
-        found = redis_pipelining.Encoded(command[command.index(b"\n") + 1 :], len(args))
+        found = redis_pipelining.encoded(tuple(args))
         if len(_ENCODED_STAGES) < 1000:
             _ENCODED_STAGES[shape] = found
 
@@ -300,16 +360,17 @@ class _Verdicts(Sequence[limits.Verdict]):
     ) -> limits.Verdict | Sequence[limits.Verdict]:
         if isinstance(index, slice):
             return tuple(self[i] for i in range(len(self))[index])
+        taken = len(self._starts)
         if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
+            index += taken
+        if not 0 <= index < taken:
             raise IndexError("no such stage taken")
         verdict = self._found.get(index)
         if verdict is None:
             stage = self._stages[index]
             start = self._starts[index]
             found = [
-                None if not v else float(v)
+                float(v) if v else None
                 for v in self._stored[start : start + len(stage)]
             ]
             verdict, _ = limits.evaluate(
@@ -339,24 +400,25 @@ class _StagedLimits:
         self.prefix = prefix
         self.clock = clock
 
-    async def _run(
-        self,
-        stages: Sequence[Sequence[limits.Bucket]],
-        *,
-        cost: int,
-        view: str | None = None,
-    ) -> tuple[Sequence[limits.Verdict], list[Any]]:
-        """The verdict of each stage, and the script's reply."""
-        now_ms = self.clock() * 1000
-        keys, args = _staged_args(
-            stages, prefix=self.prefix, now_ms=now_ms, cost=cost, read=view is not None
-        )
-        if view is not None:
-            keys += _view_keys(self.prefix, view)
+    def _staged(
+        self, stages: Sequence[Sequence[limits.Bucket]], *, cost: int
+    ) -> _Staged:
+        call = _staged_call(stages, prefix=self.prefix, cost=cost)
+        return _Staged(stages, call, cost)
 
-        reply = await self.link.run(_ADMIT_SCRIPT, keys, args)
+    def _verdicts(
+        self, staged: _Staged, reply: list[Any], *, now_ms: float
+    ) -> _Verdicts:
+        return _Verdicts(staged.stages, reply[1:], now_ms=now_ms, cost=staged.cost)
 
-        return _Verdicts(stages, reply[3:], now_ms=now_ms, cost=cost), reply
+
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    """The stages of a call, and the call."""
+
+    stages: Sequence[Sequence[limits.Bucket]]
+    call: ScriptCall
+    cost: int
 
 
 class RedisRateLimiter(_StagedLimits):
@@ -365,7 +427,10 @@ class RedisRateLimiter(_StagedLimits):
     async def acquire(
         self, buckets: Sequence[limits.Bucket], *, cost: int = 1
     ) -> limits.Verdict:
-        [verdict], _ = await self._run([buckets], cost=cost)
+        staged = self._staged([buckets], cost=cost)
+        now_ms = self.clock() * 1000
+        reply = await self.link.run_call(staged.call, now_ms)
+        [verdict] = self._verdicts(staged, reply, now_ms=now_ms)
 
         return verdict
 
@@ -410,21 +475,55 @@ class RedisViewCache:
 
 
 class RedisViewGate(_StagedLimits):
-    """`caching.ViewGate` on Redis: the limits and the read in one script.
+    """`caching.ViewGate` on Redis: the limits' script and the entry's read
+    in one write, so in one trip.
+
+    The read is a plain MGET after the script rather than part of it: a
+    view's bytes copied into Lua and out again cost Redis more than the
+    limits did. An entry read for a request a limit refused is dropped.
 
     NB: the script touches the caller's keys and the client address's
     bucket, which are in different Redis Cluster slots: it needs a Redis
     that is not a Cluster, as the client of `RedisLink` does.
     """
 
+    def prepare(
+        self, key: str, stages: Sequence[Sequence[limits.Bucket]]
+    ) -> _GatedView:
+        read = redis_pipelining.encode(("MGET", *_view_keys(self.prefix, key)))
+        return _GatedView(self, self._staged(stages, cost=1), read)
+
     async def admit(
         self, key: str, stages: Sequence[Sequence[limits.Bucket]]
     ) -> caching.Admission:
-        verdicts, reply = await self._run(stages, cost=1, view=key)
+        return await self.prepare(key, stages).admit()
+
+
+class _GatedView:
+    """`caching.Gated`: one `RedisViewGate.admit`, its commands encoded once."""
+
+    __slots__ = ("gate", "read", "staged")
+
+    def __init__(self, gate: RedisViewGate, staged: _Staged, read: bytes) -> None:
+        self.gate = gate
+        self.staged = staged
+        self.read = read
+
+    async def admit(self) -> caching.Admission:
+        gate, staged = self.gate, self.staged
+        if not staged.stages:
+            body, stamp = await gate.link.send(self.read)
+            return caching.Admission((), _cached(body, stamp))
+
+        now_ms = gate.clock() * 1000
+        reply, (body, stamp) = await gate.link.run_call_then(
+            staged.call, now_ms, self.read
+        )
+        verdicts = gate._verdicts(staged, reply, now_ms=now_ms)
         if reply[0] != 1:
             return caching.Admission(verdicts, None)
 
-        return caching.Admission(verdicts, _cached(reply[1], reply[2]))
+        return caching.Admission(verdicts, _cached(body, stamp))
 
 
 class RedisIdempotencyStore:

@@ -70,7 +70,19 @@ class Admission:
         return all(verdict.allowed for verdict in self.verdicts)
 
 
+class Gated(Protocol):
+    async def admit(self) -> Admission:
+        """`ViewGate.admit` with the key and stages it was prepared with."""
+        ...
+
+
 class ViewGate(Protocol):
+    def prepare(self, key: str, stages: Sequence[Sequence[limits.Bucket]]) -> Gated:
+        """`admit` for this key and these stages, made ready once for the
+        requests that repeat it (one caller reading one view): what can be
+        worked out before a call is, once."""
+        ...
+
     async def admit(
         self, key: str, stages: Sequence[Sequence[limits.Bucket]]
     ) -> Admission:

@@ -14,16 +14,21 @@ NOW_MS = 1_800_000_000_000.0
 
 
 def test_the_stages_are_sent_as_the_script_reads_them() -> None:
-    keys, args = redis_state._staged_args(
-        STAGES, prefix="tm:", now_ms=NOW_MS, cost=1, read=True
-    )
+    call = redis_state._staged_call(STAGES, prefix="tm:", cost=1)
 
-    assert keys == ["tm:rl:ip:10.0.0.1", "tm:rl:user:{t/u}"]
+    keys = ["tm:rl:ip:10.0.0.1", "tm:rl:user:{t/u}"]
+    assert list(call.keys) == keys
     stages = (2, 1, IP.interval_ms, IP.capacity, 1, USER.interval_ms, USER.capacity)
-    plain = ("EVALSHA", "sha", 2, *keys, NOW_MS, 1, 1, *stages)
-    assert redis_pipelining.encode(("EVALSHA", "sha", 2, *keys, *args)) == (
-        redis_pipelining.encode(plain)
-    )
+    plain = ("EVALSHA", call.script.sha, 2, *keys, NOW_MS, 1, *stages)
+    assert call.template.command(NOW_MS) == redis_pipelining.encode(plain)
+
+
+def test_a_call_costing_more_says_so() -> None:
+    call = redis_state._staged_call(STAGES[1:], prefix="tm:", cost=3)
+
+    stages = (1, 1, USER.interval_ms, USER.capacity)
+    plain = ("EVALSHA", call.script.sha, 1, "tm:rl:user:{t/u}", NOW_MS, 3, *stages)
+    assert call.template.command(NOW_MS) == redis_pipelining.encode(plain)
 
 
 def test_a_stage_found_in_the_reply_is_judged_as_evaluate_judges_it() -> None:
