@@ -31,10 +31,12 @@ through any replica shows in the next read.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 import orjson
 import structlog
@@ -43,7 +45,7 @@ from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Message, Receive, Scope, Send
 
-from tm_domain import caching, limits, storage
+from tm_domain import caching, limits, storage, tenants
 from tm_service import auth, errors, logs, responses, schemas, views
 from tm_service.metrics import Metrics
 from tm_service.middleware import REQUEST_LOGGER, request_id_of
@@ -54,6 +56,17 @@ log = logging.getLogger(__name__)
 
 DAILY_PATH = "/api/v1/visitor/time/tasks/daily"
 _QUERY_PREFIX = b"date="
+
+
+def _context_var(name: str) -> contextvars.ContextVar[Any]:
+    """The variable `structlog.contextvars` binds `name` in, set and reset
+    directly: a request binds its id, and binding by name cost more."""
+    token = structlog.contextvars.bind_contextvars(**{name: None})[name]
+    structlog.contextvars.reset_contextvars(**{name: token})
+    return token.var
+
+
+_REQUEST_ID = _context_var("request_id")
 _JSON = b"application/json"
 
 
@@ -82,6 +95,10 @@ class DailyViews:
         self.hits = metrics.cache.labels("daily", "hit")
         self.served = metrics.fast_views.labels("served")
         self.passed = metrics.fast_views.labels("passed")
+        self.count, self.duration = metrics.series(
+            route=DAILY_PATH, method="GET", status=200
+        )
+        self._plans: dict[tuple[str, str, str], _Plan] = {}
 
     async def answer(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer the request if everything is in order; False leaves it to
@@ -97,7 +114,7 @@ class DailyViews:
         # the stack if the request goes on to it.
         request_id = request_id_of(sent.request_id)
         scope.setdefault("state", {})["request_id"] = request_id
-        bound = structlog.contextvars.bind_contextvars(request_id=request_id)
+        bound = _REQUEST_ID.set(request_id)
         try:
             found = await self._found(scope, sent, request_id)
         except Exception:
@@ -106,7 +123,7 @@ class DailyViews:
             log.exception("the daily view's front failed; the routes answer")
             found = None
         finally:
-            structlog.contextvars.reset_contextvars(**bound)
+            _REQUEST_ID.reset(bound)
         if found is None:
             self.passed.inc()
             return False
@@ -117,9 +134,8 @@ class DailyViews:
         seconds = time.perf_counter() - started
         self.hits.inc()
         self.served.inc()
-        self.metrics.observe_request(
-            route=DAILY_PATH, method="GET", status=200, seconds=seconds
-        )
+        self.count.inc()
+        self.duration.observe(seconds)
         _log_request(found, duration_ms=round(seconds * 1000, 2))
 
         return True
@@ -137,11 +153,14 @@ class DailyViews:
             # The routes refuse it in their own words.
             return None
 
-        met = self.guard.stages(scope, user, quotas)
+        client = scope.get("client")
+        key = (sent.token, client[0] if client else "", day)
+        plan = self._plans.get(key)
+        if plan is None or plan.quotas != quotas:
+            plan = self._plan(key, scope, user, quotas, day)
+        met = plan.met
         try:
-            admission = await self.gate.admit(
-                views.key(user, "daily", day), [[bucket] for _, bucket in met]
-            )
+            admission = await plan.gated.admit()
         except storage.StoreUnavailable:
             # The routes go on without Redis, as they do.
             return None
@@ -173,13 +192,32 @@ class DailyViews:
             # Then the request context's, added after the CORS ones.
             headers = start["headers"]
             headers.append((b"x-request-id", request_id.encode()))
-            for name, value in self.guard.answered(admission.verdicts).items():
-                headers.append((name.lower().encode(), value.encode("latin-1")))
+            headers += self.guard.answered(admission.verdicts)
         except Exception:
             self._hand_over(scope, met, admission)
             raise
 
-        return _Found(start, body, request_id, user.tenant_id, stamp)
+        return _Found(start, body, request_id, plan.tenant_id, plan.tenant_field, stamp)
+
+    def _plan(
+        self,
+        key: tuple[str, str, str],
+        scope: Scope,
+        user: storage.User,
+        quotas: tenants.Quotas,
+        day: str,
+    ) -> _Plan:
+        met = self.guard.stages(scope, user, quotas)
+        gated = self.gate.prepare(
+            views.key(user, "daily", day), [[bucket] for _, bucket in met]
+        )
+        plan = _Plan(quotas, met, gated, user.tenant_id, _tenant_field(user.tenant_id))
+        if len(self._plans) >= _PLANS_KEPT:
+            # The oldest goes: insertion order is a dict's order.
+            del self._plans[next(iter(self._plans))]
+        self._plans[key] = plan
+
+        return plan
 
     def _hand_over(
         self,
@@ -196,7 +234,25 @@ async def _kept(message: Message) -> None:
     """A send that sends nothing: the message is sent later, as it is."""
 
 
+# Plans kept, one a caller, address and day; past this many, the oldest goes.
+_PLANS_KEPT = 4096
+
+
 @dataclass(frozen=True, slots=True)
+class _Plan:
+    """What the requests of one caller from one address for one day share,
+    worked out on the first of them: the limits they meet (which follow
+    from the tenant's quotas) and the gate's call, prepared."""
+
+    quotas: tenants.Quotas
+    met: list[tuple[str, limits.Bucket]]
+    gated: caching.Gated
+    tenant_id: str
+    tenant_field: str
+    """`_tenant_field`, worked out once."""
+
+
+@dataclass(slots=True)
 class _Found:
     """An answer from the front, and what its log line says."""
 
@@ -204,6 +260,7 @@ class _Found:
     body: bytes
     request_id: str
     tenant_id: str
+    tenant_field: str
     stamp: datetime
 
 
@@ -215,6 +272,11 @@ _LINE = (
     '"tenant":%s,"event":"request","request_id":%s,"level":"info",'
     '"logger":"' + REQUEST_LOGGER + '","timestamp":"%s"}\n'
 )
+
+
+def _tenant_field(tenant_id: str) -> str:
+    """The tenant as the log line's JSON has it, masked."""
+    return orjson.dumps(logs.mask(tenant_id)).decode()
 
 
 def _log_request(found: _Found, *, duration_ms: float) -> None:
@@ -230,12 +292,14 @@ def _log_request(found: _Found, *, duration_ms: float) -> None:
                 tenant=found.tenant_id,
             )
         return
+    # A request id keeps only characters JSON writes as they are
+    # (`request_id_of`), so quotes are all it needs.
     logs.write_soon(
         _LINE
         % (
-            orjson.dumps(duration_ms).decode(),
-            orjson.dumps(logs.mask(found.tenant_id)).decode(),
-            orjson.dumps(logs.mask(found.request_id)).decode(),
+            repr(duration_ms),
+            found.tenant_field,
+            f'"{logs.mask(found.request_id)}"',
             found.stamp.isoformat().replace("+00:00", "Z"),
         )
     )

@@ -143,20 +143,17 @@ def write_soon(line: str) -> None:
     does the process's exit. Outside a loop, at once.
     """
     handler = _Lines.handler
-    if handler is None:
+    if handler is None or handler.lock is None:
         return
     # Under the handler's lock: a record of another thread drains the list.
-    handler.acquire()
-    try:
-        first = not _Lines.pending
-        _Lines.pending.append(line)
-        full = len(_Lines.pending) >= _WAITING_MAX
-    finally:
-        handler.release()
-    if full:
+    with handler.lock:
+        pending = _Lines.pending
+        pending.append(line)
+        waiting = len(pending)
+    if waiting >= _WAITING_MAX:
         _write_pending()
         return
-    if not first:
+    if waiting > 1:
         return
     try:
         loop = asyncio.get_running_loop()

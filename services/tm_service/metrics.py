@@ -85,8 +85,15 @@ class Metrics:
     def observe_request(
         self, *, route: str, method: str, status: int, seconds: float
     ) -> None:
-        # The children of one route, method and status, found once: looking
-        # them up by their labels each time cost more than counting.
+        count, duration = self.series(route=route, method=method, status=status)
+        count.inc()
+        duration.observe(seconds)
+
+    def series(self, *, route: str, method: str, status: int) -> tuple[Any, Any]:
+        """The request counter's and the duration histogram's children for
+        one route, method and status."""
+        # Found once: looking them up by their labels each time cost more
+        # than counting.
         series = self._series.get((route, method, status))
         if series is None:
             # Any method a client makes up is one label value, not one each.
@@ -97,8 +104,8 @@ class Metrics:
             )
             if len(self._series) < _SERIES_KEPT:
                 self._series[(route, method, status)] = series
-        series[0].inc()
-        series[1].observe(seconds)
+
+        return series
 
 
 router = APIRouter(tags=["health"])

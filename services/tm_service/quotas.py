@@ -123,6 +123,10 @@ class DirectoryKeys:
         return tenant_id
 
 
+# The names of `errors.rate_limit_headers`, as ASGI sends them.
+_RAW_NAMES = {"RateLimit-Policy": b"ratelimit-policy", "RateLimit": b"ratelimit"}
+
+
 def _who(tenant_id: str, user_id: str) -> str:
     # A hash tag: every key of one caller lands in one Redis Cluster slot.
     return f"{{{tenant_id}/{user_id}}}"
@@ -229,13 +233,17 @@ class Guard:
             list(verdicts.values())[-1]
         )
 
-    def answered(self, verdicts: Sequence[limits.Verdict]) -> dict[str, str]:
+    def answered(self, verdicts: Sequence[limits.Verdict]) -> list[tuple[bytes, bytes]]:
         """The headers of limits taken in front of the routes, every one
-        allowing, for an answer given there."""
+        allowing, for an answer given there: as ASGI sends them."""
         if not verdicts:
-            return {}
+            return []
         self._limits_up()
-        return errors.rate_limit_headers(verdicts[-1])
+        headers = errors.rate_limit_headers(verdicts[-1])
+        return [
+            (_RAW_NAMES.get(name) or name.lower().encode(), value.encode("latin-1"))
+            for name, value in headers.items()
+        ]
 
     def _client(self, address: str) -> limits.Bucket:
         return limits.Bucket(f"ip:{address}", self.ip_limit)

@@ -100,29 +100,34 @@ async def test_the_daily_view_fronts_line_is_the_request_contexts_line(
 
     # A request id a client chose to look like a token is masked in both.
     sent_id = "eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl"
-    found = fast_views._Found(
-        start={},
-        body=b"{}",
-        request_id=sent_id,
-        tenant_id="acme",
-        stamp=responses.now(),
-    )
-    fast_views._log_request(found, duration_ms=0.5)
-    await asyncio.sleep(2 * logs.WRITE_AFTER_S)  # its wait over, it is written
-    with structlog.contextvars.bound_contextvars(request_id=sent_id):
-        middleware.log.info(
-            "request",
-            method="GET",
-            route=fast_views.DAILY_PATH,
-            status=200,
-            duration_ms=0.5,
-            tenant="acme",
+    durations = [0.5, 0.0, 0.07, 12.34, 1234.5, 100000.0]
+    for duration_ms in durations:
+        found = fast_views._Found(
+            start={},
+            body=b"{}",
+            request_id=sent_id,
+            tenant_id="acme",
+            tenant_field=fast_views._tenant_field("acme"),
+            stamp=responses.now(),
         )
+        fast_views._log_request(found, duration_ms=duration_ms)
+        await asyncio.sleep(2 * logs.WRITE_AFTER_S)  # its wait over, it is written
+        with structlog.contextvars.bound_contextvars(request_id=sent_id):
+            middleware.log.info(
+                "request",
+                method="GET",
+                route=fast_views.DAILY_PATH,
+                status=200,
+                duration_ms=duration_ms,
+                tenant="acme",
+            )
 
-    front, context = captured.getvalue().splitlines()
-    assert _without_time(front) == _without_time(context)
-    assert sent_id not in front
-    assert json.loads(front)["timestamp"].endswith("Z")
+    lines = captured.getvalue().splitlines()
+    assert len(lines) == 2 * len(durations)
+    for front, context in zip(lines[::2], lines[1::2], strict=True):
+        assert _without_time(front) == _without_time(context)
+        assert sent_id not in front
+        assert json.loads(front)["timestamp"].endswith("Z")
 
 
 async def test_lines_written_soon_go_before_any_later_line(
