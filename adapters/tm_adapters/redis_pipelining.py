@@ -99,7 +99,9 @@ class Template:
 
     def command(self, value: float) -> bytes:
         """The command, `value` between the arguments before and after it."""
-        return b"".join((self._head, _bulk(repr(value).encode()), self._tail))
+        # %r: repr, the shortest text that reads back as the same float.
+        text = b"%r" % value
+        return b"%b$%d\r\n%b\r\n%b" % (self._head, len(text), text, self._tail)
 
 
 def _bulk(data: bytes) -> bytes:
@@ -119,9 +121,13 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.lost: Exception | None = None
         self._loop = asyncio.get_running_loop()
-        self._waiting: collections.deque[tuple[asyncio.Future[Reply], float]] = (
+        # What waits for replies: a future, its deadline, how many replies
+        # it takes (one, or the replies of commands sent together, which
+        # come as a list).
+        self._waiting: collections.deque[tuple[asyncio.Future[Reply], float, int]] = (
             collections.deque()
         )
+        self._gathered: list[Reply] = []
         self._outgoing: list[bytes] = []
         # hiredis reads the replies (in C): error replies come as
         # ResponseError instances, an unfinished reply as False.
@@ -135,11 +141,13 @@ class _Protocol(asyncio.Protocol):
         if raw is not None and raw.family in (socket.AF_INET, socket.AF_INET6):
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def send(self, command: bytes) -> asyncio.Future[Reply]:
+    def send(self, command: bytes, *, replies: int = 1) -> asyncio.Future[Reply]:
+        """The reply to `command`; to `replies` commands encoded one after
+        the other, the list of their replies, error replies among them."""
         if self.lost is not None or self.transport is None:
             raise exceptions.ConnectionError("Redis connection closed")
         future: asyncio.Future[Reply] = self._loop.create_future()
-        self._waiting.append((future, self._loop.time() + self.timeout_s))
+        self._waiting.append((future, self._loop.time() + self.timeout_s, replies))
 
         if len(self._waiting) == 1:
             # Redis has nothing of ours to do: it starts on this one now,
@@ -168,8 +176,17 @@ class _Protocol(asyncio.Protocol):
             while (reply := reader.gets()) is not False:
                 if not self._waiting:
                     raise exceptions.ConnectionError("Redis sent a reply unasked")
-                future, _ = self._waiting.popleft()
+                future, _, replies = self._waiting[0]
+                if replies > 1:
+                    self._gathered.append(reply)
+                    if len(self._gathered) < replies:
+                        continue
+                    reply, self._gathered = self._gathered, []
+                self._waiting.popleft()
                 if future.done():
+                    continue
+                if replies > 1:
+                    future.set_result(reply)
                     continue
                 if isinstance(reply, exceptions.ResponseError):
                     future.set_exception(reply)
@@ -201,7 +218,8 @@ class _Protocol(asyncio.Protocol):
         if self.lost is None:
             self.lost = error
         waiting, self._waiting = self._waiting, collections.deque()
-        for future, _ in waiting:
+        self._gathered = []
+        for future, _, _ in waiting:
             if not future.done():
                 future.set_exception(error)
         if self._watchdog is not None:
@@ -235,28 +253,14 @@ class PipelinedConnection:
         return await protocol.send(command)
 
     async def send_all(self, commands: Sequence[bytes]) -> list[Reply]:
-        """The replies to commands sent together, in order; an error reply
-        is returned as its ResponseError, not raised."""
+        """The replies to commands sent together, in one write, in order;
+        an error reply is in the list as its ResponseError, not raised."""
         protocol = self._protocol
         if protocol is None or protocol.lost is not None:
             protocol = await self._connected()
 
-        futures = [protocol.send(command) for command in commands]
-        replies: list[Reply] = []
-        try:
-            for future in futures:
-                try:
-                    replies.append(await future)
-                except exceptions.ResponseError as exc:
-                    replies.append(exc)
-        except BaseException:
-            # The connection failed them all: the rest are seen failed too.
-            for future in futures:
-                if future.done() and not future.cancelled():
-                    future.exception()
-            raise
-
-        return replies
+        replies = await protocol.send(b"".join(commands), replies=len(commands))
+        return cast(list[Reply], replies)
 
     async def _connected(self) -> _Protocol:
         # Every command that finds no connection waits for the same attempt,

@@ -201,3 +201,41 @@ async def test_a_password_refused_fails_the_command_that_opened_the_connection()
         await client.aclose()
 
     assert server.commands == [["AUTH", "wrong"]]
+
+
+async def test_commands_sent_together_get_their_replies_as_one_list() -> None:
+    protocol, transport = connected()
+    before = protocol.send(redis_pipelining.encode(("GET", "a")))
+    together = [
+        redis_pipelining.encode(("NOPE",)),
+        redis_pipelining.encode(("GET", "b")),
+    ]
+    group = protocol.send(b"".join(together), replies=2)
+    after = protocol.send(redis_pipelining.encode(("GET", "c")))
+    await asyncio.sleep(0)
+
+    replies = b"$1\r\nA\r\n-ERR unknown command\r\n$1\r\nB\r\n$1\r\nC\r\n"
+    for byte in range(len(replies)):
+        protocol.data_received(replies[byte : byte + 1])
+
+    assert await before == b"A"
+    error, second = await group
+    assert isinstance(error, exceptions.ResponseError)
+    assert second == b"B"
+    assert await after == b"C"
+    assert transport.written[1] == b"".join(together) + redis_pipelining.encode(
+        ("GET", "c")
+    )
+
+
+async def test_a_connection_lost_halfway_through_a_group_fails_it() -> None:
+    protocol, _ = connected()
+    group = protocol.send(
+        b"".join([redis_pipelining.encode(("GET", k)) for k in "ab"]), replies=2
+    )
+
+    protocol.data_received(b"$1\r\nA\r\n")
+    protocol.connection_lost(None)
+
+    with pytest.raises(exceptions.ConnectionError, match="lost"):
+        await group
