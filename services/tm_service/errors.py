@@ -105,13 +105,18 @@ def rate_limit_headers(verdict: limits.Verdict) -> dict[str, str]:
     if binding is None:
         return {}
 
+    return {
+        "RateLimit-Policy": rate_limit_policy(verdict),
+        "RateLimit": binding.header(),
+    }
+
+
+def rate_limit_policy(verdict: limits.Verdict) -> str:
+    """The `RateLimit-Policy` of the limits a request met."""
     decisions = verdict.decisions
     if len(decisions) == 1:
-        policy = binding.limit.policy
-    else:
-        policy = ", ".join(d.limit.policy for d in decisions)
-
-    return {"RateLimit-Policy": policy, "RateLimit": binding.header()}
+        return decisions[0].limit.policy
+    return ", ".join(d.limit.policy for d in decisions)
 
 
 _STATUS_CODES = {

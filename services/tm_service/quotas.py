@@ -123,10 +123,6 @@ class DirectoryKeys:
         return tenant_id
 
 
-# The names of `errors.rate_limit_headers`, as ASGI sends them.
-_RAW_NAMES = {"RateLimit-Policy": b"ratelimit-policy", "RateLimit": b"ratelimit"}
-
-
 def _who(tenant_id: str, user_id: str) -> str:
     # A hash tag: every key of one caller lands in one Redis Cluster slot.
     return f"{{{tenant_id}/{user_id}}}"
@@ -239,10 +235,14 @@ class Guard:
         if not verdicts:
             return []
         self._limits_up()
-        headers = errors.rate_limit_headers(verdicts[-1])
+        # `errors.rate_limit_headers`, made straight into ASGI's form.
+        verdict = verdicts[-1]
+        binding = verdict.binding
+        if binding is None:
+            return []
         return [
-            (_RAW_NAMES.get(name) or name.lower().encode(), value.encode("latin-1"))
-            for name, value in headers.items()
+            (b"ratelimit-policy", errors.rate_limit_policy(verdict).encode("latin-1")),
+            (b"ratelimit", binding.header().encode("latin-1")),
         ]
 
     def _client(self, address: str) -> limits.Bucket:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tm_service import fast_views
+from tm_domain import limits
+from tm_service import errors, fast_views
+from tm_service.metrics import Metrics
+from tm_service.quotas import Guard
+from tm_service.settings import ServiceSettings
 
 
 @pytest.mark.parametrize(
@@ -68,3 +72,38 @@ def test_the_first_request_id_sent_is_the_one_read() -> None:
 
     assert sent is not None
     assert sent.request_id == "one"
+
+
+@pytest.mark.parametrize(
+    "stages",
+    [
+        # (limit, arrival time found relative to now in ms) of each bucket
+        [[("user", 60, 60, None, None)]],
+        [[("ip", 100, 60, 200, 5_000.0)], [("user", 60, 60, None, 59_000.0)]],
+        [[("tasks-hour", 100, 3600, None, 0.0), ("tasks-day", 1000, 86400, None, 1.0)]],
+    ],
+)
+def test_the_fronts_limit_headers_are_the_routes_headers(
+    stages: list[list[tuple[str, int, int, int | None, float | None]]],
+) -> None:
+    now_ms = 1_900_000_000_000.0
+    verdicts = [
+        limits.evaluate(
+            [
+                limits.Limit(name, quota, window, burst)
+                for name, quota, window, burst, _ in stage
+            ],
+            [None if ahead is None else now_ms + ahead for *_, ahead in stage],
+            now_ms=now_ms,
+        )[0]
+        for stage in stages
+    ]
+    guard = Guard(ServiceSettings(), limiter=None, registry=None, metrics=Metrics())  # type: ignore[arg-type]
+
+    answered = guard.answered(verdicts)
+
+    expected = errors.rate_limit_headers(verdicts[-1])
+    assert answered == [
+        (name.lower().encode(), value.encode()) for name, value in expected.items()
+    ]
+    assert guard.answered([]) == []
