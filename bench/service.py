@@ -12,10 +12,13 @@ the client takes less of the CPU the server needs):
 - `no limits`: cached, with `TM_RATE_LIMITS_ENABLED=false`, so its gap to
   `cached` is what the rate limiter costs.
 
-Each target is driven flat out (`--connections` at once) to find its most
-requests a second, in `--rounds` rounds that take the targets in turn (the
-median counts, so a burst of other work on the machine hits all targets
-alike), then at 70% of that rate, open loop, for its latency, again in
+Each target is driven flat out to find its most requests a second: first
+briefly at each of `--connections` (so many requests at once), to find the
+concurrency it does best at (a target that waits on Redis needs more
+requests in flight to keep busy than one that does not), then at that
+concurrency in `--rounds` rounds that take the targets in turn (the median
+counts, so a burst of other work on the machine hits all targets alike),
+then at 70% of that rate, open loop, for its latency, again in
 rounds: the median p99 is reported, and the worst beside it. Task creation
 is driven at `--create-rate` a second. Ratios are printed against `bare`
 and `uncached`.
@@ -294,6 +297,8 @@ class Measured:
     """The paced round of highest p99."""
     failures: int
     """Answers that were not a success, in every round."""
+    concurrency: int
+    """Requests at once of its flat-out runs."""
 
 
 def peak_of(
@@ -301,18 +306,36 @@ def peak_of(
     path: str,
     headers: dict[str, str],
     pid: int,
-    args: argparse.Namespace,
+    *,
+    connections: int,
+    seconds: float,
 ) -> Run:
     with _collector_off():
         before = cpu_seconds(pid)
         run = asyncio.run(
-            flat_out(
-                port, path, headers, connections=args.connections, seconds=args.seconds
-            )
+            flat_out(port, path, headers, connections=connections, seconds=seconds)
         )
         run.cpu_s = cpu_seconds(pid) - before
 
     return run
+
+
+def best_concurrency(
+    port: int,
+    path: str,
+    headers: dict[str, str],
+    pid: int,
+    args: argparse.Namespace,
+) -> int:
+    """The number of requests at once, of `--connections`, at which the
+    target answers the most a second in a short run."""
+    rates = {
+        count: peak_of(
+            port, path, headers, pid, connections=count, seconds=args.probe_seconds
+        ).rate
+        for count in args.connections
+    }
+    return max(rates, key=lambda count: rates[count])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -365,7 +388,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=10, help="tasks in the day")
     parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--connections",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[16, 32, 64],
+        help="requests at once to try, comma-separated",
+    )
+    parser.add_argument(
+        "--probe-seconds", type=float, default=2.0, help="per concurrency tried"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--create-rate", type=float, default=20.0)
     parser.add_argument("--bare", nargs=2, help=argparse.SUPPRESS)
@@ -410,10 +441,21 @@ def main() -> None:
                 # A short warm-up fills caches and pools before measuring.
                 asyncio.run(flat_out(port, path, headers, connections=4, seconds=1))
 
+            concurrency = {
+                name: best_concurrency(*aim, pids[name], args)
+                for name, aim in aims.items()
+            }
+            print("requests at once, the best of those tried:", concurrency)
             peaks: dict[str, list[Run]] = {name: [] for name in aims}
             for round_number in range(args.rounds):
                 for name, aim in aims.items():
-                    peaks[name].append(peak_of(*aim, pids[name], args))
+                    run = peak_of(
+                        *aim,
+                        pids[name],
+                        connections=concurrency[name],
+                        seconds=args.seconds,
+                    )
+                    peaks[name].append(run)
                     rate = peaks[name][-1].rate
                     print(f"  round {round_number + 1} {name}: {rate:.0f} req/s")
             chosen = {
@@ -437,7 +479,14 @@ def main() -> None:
                 failures = sum(r.failures for r in [*peaks[name], *runs])
                 median = by_p99[len(by_p99) // 2]
                 results.append(
-                    Measured(name, chosen[name], median, by_p99[-1], failures)
+                    Measured(
+                        name,
+                        chosen[name],
+                        median,
+                        by_p99[-1],
+                        failures,
+                        concurrency[name],
+                    )
                 )
 
             cached = targets["cached"]
@@ -478,14 +527,15 @@ def report(results: list[Measured], creation: Run, args: argparse.Namespace) -> 
     uncached = by_name["uncached"].peak.rate
     print()
     print(
-        f"{'target':<10} {'req/s':>7} {'vs bare':>8} {'vs uncached':>12} "
-        f"{'CPU/req':>8} {'p50 @70%':>9} {'p99 @70%':>9} {'worst p99':>10} "
-        f"{'errors':>7}"
+        f"{'target':<10} {'at once':>7} {'req/s':>7} {'vs bare':>8} "
+        f"{'vs uncached':>12} {'CPU/req':>8} {'p50 @70%':>9} {'p99 @70%':>9} "
+        f"{'worst p99':>10} {'errors':>7}"
     )
     for m in results:
         print(
-            f"{m.name:<10} {m.peak.rate:>7.0f} {m.peak.rate / bare:>8.2f} "
-            f"{m.peak.rate / uncached:>12.2f} {m.peak.cpu_us_per_request:>6.0f}us "
+            f"{m.name:<10} {m.concurrency:>7} {m.peak.rate:>7.0f} "
+            f"{m.peak.rate / bare:>8.2f} {m.peak.rate / uncached:>12.2f} "
+            f"{m.peak.cpu_us_per_request:>6.0f}us "
             f"{m.paced.percentile(0.5):>7.1f}ms {m.paced.percentile(0.99):>7.1f}ms "
             f"{m.worst.percentile(0.99):>8.1f}ms {m.failures:>7}"
         )
