@@ -98,7 +98,8 @@ class DailyViews:
         self.count, self.duration = metrics.series(
             route=DAILY_PATH, method="GET", status=200
         )
-        self._plans: dict[tuple[str, str, str], _Plan] = {}
+        # By the Authorization header, client address and query sent.
+        self._plans: dict[tuple[bytes, str, bytes], _Plan] = {}
 
     async def answer(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer the request if everything is in order; False leaves it to
@@ -143,21 +144,27 @@ class DailyViews:
     async def _found(self, scope: Scope, sent: _Sent, request_id: str) -> _Found | None:
         """The answer when everything is in order; None for the stack to
         answer, with the limits taken so far in the scope's state."""
-        day = _day(scope["query_string"])
-        if day is None or sent.token is None or not self.views.trusts_cache():
+        if sent.authorization is None or not self.views.trusts_cache():
             return None
+        client = scope.get("client")
+        key = (sent.authorization, client[0] if client else "", scope["query_string"])
+        plan = self._plans.get(key)
+        if plan is None:
+            day, token = _day(key[2]), sent.token
+            if day is None or token is None:
+                return None
+        else:
+            day, token = plan.day, plan.token
         try:
-            user = self.tokens.identity(sent.token).user
+            # Every time: a token expires, a tenant's standing changes.
+            user = self.tokens.identity(token).user
             quotas = await self.guard.quotas_of(scope, user.tenant_id)
         except (errors.ServiceError, storage.StoreUnavailable):
             # The routes refuse it in their own words.
             return None
 
-        client = scope.get("client")
-        key = (sent.token, client[0] if client else "", day)
-        plan = self._plans.get(key)
         if plan is None or plan.quotas != quotas:
-            plan = self._plan(key, scope, user, quotas, day)
+            plan = self._plan(key, scope, user, quotas, token, day)
         met = plan.met
         try:
             admission = await plan.gated.admit()
@@ -201,17 +208,26 @@ class DailyViews:
 
     def _plan(
         self,
-        key: tuple[str, str, str],
+        key: tuple[bytes, str, bytes],
         scope: Scope,
         user: storage.User,
         quotas: tenants.Quotas,
+        token: str,
         day: str,
     ) -> _Plan:
         met = self.guard.stages(scope, user, quotas)
         gated = self.gate.prepare(
             views.key(user, "daily", day), [[bucket] for _, bucket in met]
         )
-        plan = _Plan(quotas, met, gated, user.tenant_id, _tenant_field(user.tenant_id))
+        plan = _Plan(
+            token=token,
+            day=day,
+            quotas=quotas,
+            met=met,
+            gated=gated,
+            tenant_id=user.tenant_id,
+            tenant_field=_tenant_field(user.tenant_id),
+        )
         if len(self._plans) >= _PLANS_KEPT:
             # The oldest goes: insertion order is a dict's order.
             del self._plans[next(iter(self._plans))]
@@ -234,16 +250,19 @@ async def _kept(message: Message) -> None:
     """A send that sends nothing: the message is sent later, as it is."""
 
 
-# Plans kept, one a caller, address and day; past this many, the oldest goes.
+# Plans kept, one a caller, address and query; past this many, the oldest goes.
 _PLANS_KEPT = 4096
 
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """What the requests of one caller from one address for one day share,
-    worked out on the first of them: the limits they meet (which follow
-    from the tenant's quotas) and the gate's call, prepared."""
+    worked out on the first of them: the token and day they carry, the
+    limits they meet (which follow from the tenant's quotas) and the gate's
+    call, prepared."""
 
+    token: str
+    day: str
     quotas: tenants.Quotas
     met: list[tuple[str, limits.Bucket]]
     gated: caching.Gated
@@ -308,11 +327,16 @@ def _log_request(found: _Found, *, duration_ms: float) -> None:
 class _Sent:
     """The request headers the front reads, from one pass over them."""
 
-    __slots__ = ("request_id", "token")
+    __slots__ = ("authorization", "request_id")
 
-    def __init__(self, token: str | None, request_id: str) -> None:
-        self.token = token
+    def __init__(self, authorization: bytes | None, request_id: str) -> None:
+        self.authorization = authorization
         self.request_id = request_id
+
+    @property
+    def token(self) -> str | None:
+        """The bearer token of the Authorization header, if it is one."""
+        return _bearer_of(self.authorization)
 
     @classmethod
     def of(cls, raw: list[tuple[bytes, bytes]]) -> _Sent | None:
@@ -334,7 +358,7 @@ class _Sent:
             elif name == b"transfer-encoding":
                 return None
 
-        return cls(_bearer_of(authorization), request_id.decode("latin-1"))
+        return cls(authorization, request_id.decode("latin-1"))
 
 
 def _bearer_of(value: bytes | None) -> str | None:

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import TASKS
-from tests.integration.test_service_limits import Clock, shared_with
+from tests.integration.test_service_limits import Clock, register, shared_with
 from tm_service.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
@@ -129,3 +129,32 @@ async def test_a_call_refused_for_its_address_spends_nothing_of_the_callers_limi
     assert unspent == spent
     assert after_interval.status_code == 200
     assert served(page) == {"served": 2.0, "passed": 2.0}
+
+
+async def test_a_caller_answered_in_front_meets_its_tenants_standing_of_the_moment(
+    settings: ServiceSettings, started: Any, bearer: Bearer, mongo: Any
+) -> None:
+    # The tenant is looked up afresh on every request.
+    chosen = settings.model_copy(update={"tenant_cache_s": 0})
+    await register(mongo, settings, "shifting", calls=50)
+    tenants = mongo[settings.mongodb_database]["tenants"]
+    caller = bearer(tenant="shifting")
+
+    async with started(chosen) as (_, client):
+        first = [await client.get(DAILY, headers=caller) for _ in range(2)]
+        await tenants.update_one(
+            {"_id": "shifting"}, {"$set": {"quotas.apiCallsPerMinute": 500}}
+        )
+        raised = await client.get(DAILY, headers=caller)
+        await tenants.update_one({"_id": "shifting"}, {"$set": {"active": False}})
+        deactivated = await client.get(DAILY, headers=caller)
+        page = (await client.get("/metrics")).text
+
+    assert [a.status_code for a in first] == [200, 200]
+    assert first[1].headers["RateLimit-Policy"] == '"user";q=50;w=60'
+    assert raised.status_code == 200
+    assert raised.headers["RateLimit-Policy"] == '"user";q=500;w=60'
+    assert deactivated.status_code == 403
+    assert deactivated.json()["error"]["code"] == "TENANT_INACTIVE"
+    # The first read filled the cache; the next two were answered in front.
+    assert served(page)["served"] == 2.0
