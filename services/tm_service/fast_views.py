@@ -289,7 +289,7 @@ class _Found:
 _LINE = (
     '{"method":"GET","route":"' + DAILY_PATH + '","status":200,"duration_ms":%s,'
     '"tenant":%s,"event":"request","request_id":%s,"level":"info",'
-    '"logger":"' + REQUEST_LOGGER + '","timestamp":"%s"}\n'
+    '"logger":"' + REQUEST_LOGGER + '","timestamp":%s}\n'
 )
 
 
@@ -319,7 +319,7 @@ def _log_request(found: _Found, *, duration_ms: float) -> None:
             repr(duration_ms),
             found.tenant_field,
             f'"{logs.mask(found.request_id)}"',
-            found.stamp.isoformat().replace("+00:00", "Z"),
+            orjson.dumps(found.stamp, option=orjson.OPT_UTC_Z).decode(),
         )
     )
 
