@@ -369,13 +369,27 @@ class _Verdicts(Sequence[limits.Verdict]):
         if verdict is None:
             stage = self._stages[index]
             start = self._starts[index]
-            found = [
-                float(v) if v else None
-                for v in self._stored[start : start + len(stage)]
-            ]
-            verdict, _ = limits.evaluate(
-                [b.limit for b in stage], found, now_ms=self._now_ms, cost=self._cost
-            )
+            if len(stage) == 1:
+                # The usual stage, of one bucket, without evaluate's lists.
+                stored = self._stored[start]
+                decision, _ = limits.decide(
+                    stage[0].limit,
+                    float(stored) if stored else None,
+                    now_ms=self._now_ms,
+                    cost=self._cost,
+                )
+                verdict = limits.Verdict((decision,))
+            else:
+                found = [
+                    float(v) if v else None
+                    for v in self._stored[start : start + len(stage)]
+                ]
+                verdict, _ = limits.evaluate(
+                    [b.limit for b in stage],
+                    found,
+                    now_ms=self._now_ms,
+                    cost=self._cost,
+                )
             self._found[index] = verdict
 
         return verdict

@@ -123,6 +123,36 @@ def _seconds(ms: float) -> int:
     return seconds if seconds > 0 else 0
 
 
+def decide(
+    limit: Limit, stored: float | None, *, now_ms: float, cost: int = 1
+) -> tuple[Decision, float]:
+    """`evaluate`'s rule for one bucket, its arrival time at `stored`: the
+    decision, and the arrival time it would have if this request is let in."""
+    interval = limit.interval_ms
+    tolerance = limit.tolerance_ms
+    tat = now_ms if stored is None or stored < now_ms else stored
+    new_tat = tat + interval * cost
+
+    # Decisions are made with positional arguments, the fields' order:
+    # requests make them by the thousand.
+    if new_tat - now_ms <= tolerance + _EPSILON_MS:
+        remaining = math.floor((tolerance - (new_tat - now_ms)) / interval + 1e-9)
+        decision = Decision(
+            limit, True, max(0, remaining), 0, _seconds(new_tat - now_ms)
+        )
+    else:
+        remaining = math.floor((tolerance - (tat - now_ms)) / interval + 1e-9)
+        decision = Decision(
+            limit,
+            False,
+            max(0, remaining),
+            max(1, _seconds(new_tat - tolerance - now_ms)),
+            _seconds(tat - now_ms),
+        )
+
+    return decision, new_tat
+
+
 def evaluate(
     limits: Sequence[Limit],
     tats_ms: Sequence[float | None],
@@ -139,28 +169,8 @@ def evaluate(
     advanced = []
     every = True
     for limit, stored in zip(limits, tats_ms, strict=True):
-        interval = limit.interval_ms
-        tolerance = limit.tolerance_ms
-        tat = now_ms if stored is None or stored < now_ms else stored
-        new_tat = tat + interval * cost
-
-        # Decisions are made with positional arguments, the fields' order:
-        # requests make them by the thousand.
-        if new_tat - now_ms <= tolerance + _EPSILON_MS:
-            remaining = math.floor((tolerance - (new_tat - now_ms)) / interval + 1e-9)
-            decision = Decision(
-                limit, True, max(0, remaining), 0, _seconds(new_tat - now_ms)
-            )
-        else:
-            every = False
-            remaining = math.floor((tolerance - (tat - now_ms)) / interval + 1e-9)
-            decision = Decision(
-                limit,
-                False,
-                max(0, remaining),
-                max(1, _seconds(new_tat - tolerance - now_ms)),
-                _seconds(tat - now_ms),
-            )
+        decision, new_tat = decide(limit, stored, now_ms=now_ms, cost=cost)
+        every = every and decision.allowed
         decisions.append(decision)
         advanced.append(new_tat)
 
