@@ -204,7 +204,15 @@ class DailyViews:
             self._hand_over(scope, met, admission)
             raise
 
-        return _Found(start, body, request_id, plan.tenant_id, plan.tenant_field, stamp)
+        return _Found(
+            start,
+            body,
+            request_id,
+            bool(sent.request_id),
+            plan.tenant_id,
+            plan.tenant_field,
+            stamp,
+        )
 
     def _plan(
         self,
@@ -278,6 +286,8 @@ class _Found:
     start: Message
     body: bytes
     request_id: str
+    request_id_sent: bool
+    """Whether the client chose the id (else it is one made here)."""
     tenant_id: str
     tenant_field: str
     stamp: datetime
@@ -312,13 +322,17 @@ def _log_request(found: _Found, *, duration_ms: float) -> None:
             )
         return
     # A request id keeps only characters JSON writes as they are
-    # (`request_id_of`), so quotes are all it needs.
+    # (`request_id_of`), so quotes are all it needs; one made here (hex
+    # digits) has nothing to mask.
+    request_id = found.request_id
+    if found.request_id_sent:
+        request_id = logs.mask(request_id)
     logs.write_soon(
         _LINE
         % (
             repr(duration_ms),
             found.tenant_field,
-            f'"{logs.mask(found.request_id)}"',
+            f'"{request_id}"',
             orjson.dumps(found.stamp, option=orjson.OPT_UTC_Z).decode(),
         )
     )

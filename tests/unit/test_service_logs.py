@@ -100,19 +100,22 @@ async def test_the_daily_view_fronts_line_is_the_request_contexts_line(
 
     # A request id a client chose to look like a token is masked in both.
     sent_id = "eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl"
+    made_id = responses.new_request_id()
     durations = [0.5, 0.0, 0.07, 12.34, 1234.5, 100000.0]
-    for duration_ms in durations:
+    ids = [(sent_id, True), (made_id, False)] * 3
+    for duration_ms, (request_id, sent) in zip(durations, ids, strict=True):
         found = fast_views._Found(
             start={},
             body=b"{}",
-            request_id=sent_id,
+            request_id=request_id,
+            request_id_sent=sent,
             tenant_id="acme",
             tenant_field=fast_views._tenant_field("acme"),
             stamp=responses.now(),
         )
         fast_views._log_request(found, duration_ms=duration_ms)
         await asyncio.sleep(2 * logs.WRITE_AFTER_S)  # its wait over, it is written
-        with structlog.contextvars.bound_contextvars(request_id=sent_id):
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
             middleware.log.info(
                 "request",
                 method="GET",
