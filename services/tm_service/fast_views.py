@@ -98,6 +98,9 @@ class DailyViews:
         self.count, self.duration = metrics.series(
             route=DAILY_PATH, method="GET", status=200
         )
+        # The time each answer took, not yet counted (`count_answers`).
+        self._uncounted: list[float] = []
+        metrics.before_scrape(self.count_answers)
         # By the Authorization header, client address and query sent.
         self._plans: dict[tuple[bytes, str, bytes], _Plan] = {}
 
@@ -133,13 +136,29 @@ class DailyViews:
         await send({"type": "http.response.body", "body": found.body})
 
         seconds = time.perf_counter() - started
-        self.hits.inc()
-        self.served.inc()
-        self.count.inc()
-        self.duration.observe(seconds)
+        uncounted = self._uncounted
+        uncounted.append(seconds)
+        if len(uncounted) >= _COUNTED_TOGETHER:
+            self.count_answers()
         _log_request(found, duration_ms=round(seconds * 1000, 2))
 
         return True
+
+    def count_answers(self) -> None:
+        """Add the answers given since the last count to the metrics.
+
+        Answers are counted in batches (of `_COUNTED_TOGETHER`, and before
+        every scrape, so a scrape sees them all): three counters and a
+        histogram, each behind its lock, were a tenth of an answer's work.
+        """
+        uncounted, self._uncounted = self._uncounted, []
+        if not uncounted:
+            return
+        self.hits.inc(len(uncounted))
+        self.served.inc(len(uncounted))
+        self.count.inc(len(uncounted))
+        for seconds in uncounted:
+            self.duration.observe(seconds)
 
     async def _found(self, scope: Scope, sent: _Sent, request_id: str) -> _Found | None:
         """The answer when everything is in order; None for the stack to
@@ -257,6 +276,9 @@ class DailyViews:
 async def _kept(message: Message) -> None:
     """A send that sends nothing: the message is sent later, as it is."""
 
+
+# Answers counted in the metrics together (`DailyViews.count_answers`).
+_COUNTED_TOGETHER = 64
 
 # Plans kept, one a caller, address and query; past this many, the oldest goes.
 _PLANS_KEPT = 4096

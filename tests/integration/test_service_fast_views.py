@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import TASKS
 from tests.integration.test_service_limits import Clock, register, shared_with
+from tm_service import fast_views
 from tm_service.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
@@ -158,3 +159,26 @@ async def test_a_caller_answered_in_front_meets_its_tenants_standing_of_the_mome
     assert deactivated.json()["error"]["code"] == "TENANT_INACTIVE"
     # The first read filled the cache; the next two were answered in front.
     assert served(page)["served"] == 2.0
+
+
+async def test_answers_in_front_are_counted_in_batches_and_all_by_a_scrape(
+    settings: ServiceSettings, started: Any, bearer: Bearer
+) -> None:
+    batch = fast_views._COUNTED_TOGETHER
+    roomy = {"rate_limit_user_per_minute": 1000, "rate_limit_ip_per_minute": 1000}
+
+    async with started(settings.model_copy(update=roomy)) as (app, client):
+        for _ in range(batch + 3):
+            assert (await client.get(DAILY, headers=bearer())).status_code == 200
+        registry = app.state.metrics.registry
+        between = registry.get_sample_value(
+            "tm_fast_view_requests_total", {"result": "served"}
+        )
+        page = (await client.get("/metrics")).text
+
+    # The first read filled the cache: the rest were answered in front.
+    assert between == batch
+    assert served(page)["served"] == batch + 2
+    histogram = {"route": fast_views.DAILY_PATH, "method": "GET"}
+    count = "tm_http_request_duration_seconds_count"
+    assert registry.get_sample_value(count, histogram) == batch + 3
