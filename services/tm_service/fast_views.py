@@ -15,6 +15,12 @@ answers it itself only when everything is in order:
 - one `caching.ViewGate` call takes the address's and the caller's limits,
   both allowing, and finds the view cached.
 
+What a caller's requests share is worked out on the first and kept in a
+`_Plan`, found by the Authorization header, address and query as sent: the
+token and date they carry, the limits they meet, the gate's call prepared
+(`ViewGate.prepare`). The token and the tenant are checked on every request
+all the same, and a plan is made again when the tenant's quotas change.
+
 Anything else goes on to the stack, whose routes stay the one source of
 truth for validation, errors and the OpenAPI document. Limits taken on the
 way are handed to them (`Guard.taken`), so a request refused or missed here
