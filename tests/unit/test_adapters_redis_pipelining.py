@@ -239,3 +239,21 @@ async def test_a_connection_lost_halfway_through_a_group_fails_it() -> None:
 
     with pytest.raises(exceptions.ConnectionError, match="lost"):
         await group
+
+
+async def test_commands_sent_together_are_answered_by_a_list_however_many() -> None:
+    async with FakeRedis() as server:
+        client = redis.Redis.from_url(f"redis://127.0.0.1:{server.port}/0")
+        connection = redis_pipelining.PipelinedConnection(client, timeout_s=2)
+
+        one = await asyncio.wait_for(
+            connection.send_all([redis_pipelining.encode(("PING",))]), 1
+        )
+        none = await asyncio.wait_for(connection.send_all([]), 1)
+        after = await asyncio.wait_for(connection.execute("PING"), 1)
+        await connection.close()
+        await client.aclose()
+
+    assert one == [b"PONG"]
+    assert none == []
+    assert after == b"PONG"
