@@ -121,12 +121,12 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.lost: Exception | None = None
         self._loop = asyncio.get_running_loop()
-        # What waits for replies: a future, its deadline, how many replies
-        # it takes (one, or the replies of commands sent together, which
-        # come as a list).
-        self._waiting: collections.deque[tuple[asyncio.Future[Reply], float, int]] = (
-            collections.deque()
-        )
+        # What waits for replies: a future, its deadline, and None for one
+        # command's reply, or how many replies of commands sent together
+        # it takes (which come as a list).
+        self._waiting: collections.deque[
+            tuple[asyncio.Future[Reply], float, int | None]
+        ] = collections.deque()
         self._gathered: list[Reply] = []
         self._outgoing: list[bytes] = []
         # hiredis reads the replies (in C): error replies come as
@@ -141,9 +141,12 @@ class _Protocol(asyncio.Protocol):
         if raw is not None and raw.family in (socket.AF_INET, socket.AF_INET6):
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def send(self, command: bytes, *, replies: int = 1) -> asyncio.Future[Reply]:
+    def send(
+        self, command: bytes, *, replies: int | None = None
+    ) -> asyncio.Future[Reply]:
         """The reply to `command`; to `replies` commands encoded one after
-        the other, the list of their replies, error replies among them."""
+        the other (at least one), the list of their replies, error replies
+        among them."""
         if self.lost is not None or self.transport is None:
             raise exceptions.ConnectionError("Redis connection closed")
         future: asyncio.Future[Reply] = self._loop.create_future()
@@ -177,7 +180,7 @@ class _Protocol(asyncio.Protocol):
                 if not self._waiting:
                     raise exceptions.ConnectionError("Redis sent a reply unasked")
                 future, _, replies = self._waiting[0]
-                if replies > 1:
+                if replies is not None:
                     self._gathered.append(reply)
                     if len(self._gathered) < replies:
                         continue
@@ -185,7 +188,7 @@ class _Protocol(asyncio.Protocol):
                 self._waiting.popleft()
                 if future.done():
                     continue
-                if replies > 1:
+                if replies is not None:
                     future.set_result(reply)
                     continue
                 if isinstance(reply, exceptions.ResponseError):
@@ -255,6 +258,8 @@ class PipelinedConnection:
     async def send_all(self, commands: Sequence[bytes]) -> list[Reply]:
         """The replies to commands sent together, in one write, in order;
         an error reply is in the list as its ResponseError, not raised."""
+        if not commands:
+            return []
         protocol = self._protocol
         if protocol is None or protocol.lost is not None:
             protocol = await self._connected()
