@@ -271,6 +271,7 @@ async def _start(
             cors=cors,
         )
         stack.callback(setattr, app, "daily_views", None)
+        stack.callback(metrics.before_scrape(app.daily_views.count_answers))
 
     # The relay runs beside the API; it waits out Kafka by itself.
     if publisher is None:

@@ -104,9 +104,9 @@ class DailyViews:
         self.count, self.duration = metrics.series(
             route=DAILY_PATH, method="GET", status=200
         )
-        # The time each answer took, not yet counted (`count_answers`).
+        # The time each answer took, not yet counted (`count_answers`, which
+        # the application has run before every scrape).
         self._uncounted: list[float] = []
-        metrics.before_scrape(self.count_answers)
         # By the Authorization header, client address and query sent.
         self._plans: dict[tuple[bytes, str, bytes], _Plan] = {}
 
@@ -261,7 +261,7 @@ class DailyViews:
             tenant_id=user.tenant_id,
             tenant_field=_tenant_field(user.tenant_id),
         )
-        if len(self._plans) >= _PLANS_KEPT:
+        if key not in self._plans and len(self._plans) >= _PLANS_KEPT:
             # The oldest goes: insertion order is a dict's order.
             del self._plans[next(iter(self._plans))]
         self._plans[key] = plan

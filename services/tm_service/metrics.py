@@ -84,10 +84,17 @@ class Metrics:
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._before_scrape: list[Callable[[], None]] = []
 
-    def before_scrape(self, count: Callable[[], None]) -> None:
+    def before_scrape(self, count: Callable[[], None]) -> Callable[[], None]:
         """Have `count` add what it holds back to the metrics before every
-        scrape (a hot path counting its requests in a batch)."""
+        scrape (a hot path counting its requests in a batch); returns what
+        stops that, counting one last time."""
         self._before_scrape.append(count)
+
+        def stop() -> None:
+            count()
+            self._before_scrape.remove(count)
+
+        return stop
 
     def page(self) -> bytes:
         """The metrics as Prometheus scrapes them, everything counted."""

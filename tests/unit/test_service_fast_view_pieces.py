@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tm_domain import limits
+from tm_domain import limits, storage, tenants
 from tm_service import errors, fast_views
 from tm_service.metrics import Metrics
 from tm_service.quotas import Guard
@@ -107,3 +107,51 @@ def test_the_fronts_limit_headers_are_the_routes_headers(
         (name.lower().encode(), value.encode()) for name, value in expected.items()
     ]
     assert guard.answered([]) == []
+
+
+def test_plans_are_bounded_and_a_plan_made_again_evicts_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Gate:
+        def prepare(self, key: str, stages: object) -> object:
+            return (key, stages)
+
+    class Stages:
+        def stages(self, scope: object, user: object, quotas: object) -> list[object]:
+            return []
+
+    monkeypatch.setattr(fast_views, "_PLANS_KEPT", 2)
+    front = fast_views.DailyViews(
+        gate=Gate(),  # type: ignore[arg-type]
+        guard=Stages(),  # type: ignore[arg-type]
+        tokens=None,  # type: ignore[arg-type]
+        views=None,  # type: ignore[arg-type]
+        metrics=Metrics(),
+    )
+    user = storage.User(user_id="u", tenant_id="t")
+    old, new = tenants.Quotas(60, 100, 1000), tenants.Quotas(600, 100, 1000)
+
+    def plan(key: bytes, quotas: tenants.Quotas) -> None:
+        front._plan(
+            (key, "", b"date=2030-01-15"), {}, user, quotas, "tok", "2030-01-15"
+        )
+
+    plan(b"a", old)
+    plan(b"b", old)
+    plan(b"a", new)  # the tenant's quotas changed: made again in its place
+    assert [key[0] for key in front._plans] == [b"a", b"b"]
+    assert front._plans[(b"a", "", b"date=2030-01-15")].quotas == new
+    plan(b"c", old)
+    assert [key[0] for key in front._plans] == [b"b", b"c"]
+
+
+def test_what_counts_before_a_scrape_counts_once_more_when_stopped() -> None:
+    metrics = Metrics()
+    calls: list[str] = []
+
+    stop = metrics.before_scrape(lambda: calls.append("counted"))
+    metrics.page()
+    stop()
+    metrics.page()
+
+    assert calls == ["counted", "counted"]
