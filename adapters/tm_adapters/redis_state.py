@@ -221,9 +221,7 @@ class RedisLink:
             if isinstance(reply, ResponseError):
                 if not str(reply).startswith("NOSCRIPT"):
                     raise reply
-                reply = await self._evaluated(
-                    call.script, call.keys, (first, *call.rest), command
-                )
+                reply = await self._eval(call.script, call.keys, (first, *call.rest))
         except (RedisError, OSError, TimeoutError) as exc:
             raise self._down(exc) from exc
 
@@ -245,12 +243,21 @@ class RedisLink:
             except ResponseError as exc:
                 if not str(exc).startswith("NOSCRIPT"):
                     raise
-            # A restarted or flushed Redis: EVAL runs the script and keeps it.
-            return await self.pipelined.execute(
-                "EVAL", script.text, len(keys), *keys, *args
-            )
+            return await self._eval(script, keys, args)
         except (RedisError, OSError, TimeoutError) as exc:
             raise self._down(exc) from exc
+
+    async def _eval(
+        self,
+        script: Script,
+        keys: Sequence[str],
+        args: Sequence[redis_pipelining.Arg],
+    ) -> Any:
+        """For a restarted or flushed Redis, which answered NOSCRIPT: EVAL
+        runs the script and keeps it."""
+        return await self.pipelined.execute(
+            "EVAL", script.text, len(keys), *keys, *args
+        )
 
     def _must_be_up(self) -> None:
         if self.clock() < self._closed_until:
