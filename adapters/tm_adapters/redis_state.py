@@ -36,6 +36,8 @@ T = TypeVar("T")
 
 # Rate limits taken in stages: the arrival times of a stage's buckets are
 # advanced only if all of them allow, and a stage refused ends the script.
+# The rule is `limits.decide`'s, on how far each arrival time runs ahead of
+# now, with its room of a microsecond (1e-3 ms).
 # KEYS: the buckets of every stage in order. ARGV: now (ms), cost, the number
 # of stages, then per stage its number of buckets and each bucket's interval
 # (ms) and capacity. Reply: 1 or 0 for allowed, then the arrival time found
@@ -50,24 +52,24 @@ local arg = 4
 for stage = 1, tonumber(ARGV[3]) do
   local count = tonumber(ARGV[arg])
   local allowed = true
-  local advanced = {}
+  local ahead = {}
   for i = 0, count - 1 do
     local interval = tonumber(ARGV[arg + 1 + 2 * i])
     local capacity = tonumber(ARGV[arg + 2 + 2 * i])
     local stored = found[key + i]
     reply[#reply + 1] = stored or ''
-    local tat = now
-    if stored then tat = math.max(tonumber(stored), now) end
-    advanced[i] = tat + interval * cost
-    if advanced[i] - now > interval * capacity + 1e-6 then allowed = false end
+    local behind = 0
+    if stored then behind = math.max(tonumber(stored) - now, 0) end
+    ahead[i] = behind + interval * cost
+    if ahead[i] > interval * capacity + 1e-3 then allowed = false end
   end
   if not allowed then
     reply[1] = 0
     return reply
   end
   for i = 0, count - 1 do
-    local ttl = math.max(1, math.ceil(advanced[i] - now))
-    redis.call('SET', KEYS[key + i], string.format('%.3f', advanced[i]), 'PX', ttl)
+    local ttl = math.max(1, math.ceil(ahead[i]))
+    redis.call('SET', KEYS[key + i], string.format('%.3f', now + ahead[i]), 'PX', ttl)
   end
   key = key + count
   arg = arg + 1 + 2 * count

@@ -23,8 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-# Float error in an interval such as 60000/7 ms must not refuse a whole unit.
-_EPSILON_MS = 1e-6
+# Room a bucket is taken to have beyond its tolerance: arrival times are
+# stored to the microsecond (three decimals of a millisecond, in Redis), so
+# a unit short by less than that is not refused, nor left out of the count.
+_EPSILON_MS = 1e-3
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,11 @@ class Limit:
         """How far ahead of now a bucket's arrival time may run: a full
         bucket's worth of intervals."""
         return self.interval_ms * self.capacity
+
+    @functools.cached_property
+    def full_decisions(self) -> dict[int, Decision]:
+        """The decision for a full bucket, by cost (`decide`)."""
+        return {}
 
     @functools.cached_property
     def policy(self) -> str:
@@ -128,29 +135,42 @@ def decide(
 ) -> tuple[Decision, float]:
     """`evaluate`'s rule for one bucket, its arrival time at `stored`: the
     decision, and the arrival time it would have if this request is let in."""
+    # How far the arrival time runs ahead of now, from their difference:
+    # times since the epoch in milliseconds are exact to a quarter of a
+    # microsecond only, and an interval such as 60000/7 ms added to one and
+    # taken off again came back short of a unit.
+    if stored is None or stored <= now_ms:
+        # A full bucket: the same decision at any time, so made once.
+        full = limit.full_decisions.get(cost)
+        if full is None:
+            full = limit.full_decisions[cost] = _judged(limit, 0.0, cost)
+        return full, now_ms + limit.interval_ms * cost
+
+    behind = stored - now_ms
+    return _judged(limit, behind, cost), now_ms + behind + limit.interval_ms * cost
+
+
+def _judged(limit: Limit, behind: float, cost: int) -> Decision:
+    """A request of `cost` units against a bucket whose arrival time is
+    `behind` ms ahead of now."""
     interval = limit.interval_ms
-    tolerance = limit.tolerance_ms
-    tat = now_ms if stored is None or stored < now_ms else stored
-    new_tat = tat + interval * cost
+    room = limit.tolerance_ms + _EPSILON_MS
+    ahead = behind + interval * cost
 
     # Decisions are made with positional arguments, the fields' order:
     # requests make them by the thousand.
-    if new_tat - now_ms <= tolerance + _EPSILON_MS:
-        remaining = math.floor((tolerance - (new_tat - now_ms)) / interval + 1e-9)
-        decision = Decision(
-            limit, True, max(0, remaining), 0, _seconds(new_tat - now_ms)
-        )
-    else:
-        remaining = math.floor((tolerance - (tat - now_ms)) / interval + 1e-9)
-        decision = Decision(
-            limit,
-            False,
-            max(0, remaining),
-            max(1, _seconds(new_tat - tolerance - now_ms)),
-            _seconds(tat - now_ms),
-        )
+    if ahead <= room:
+        remaining = math.floor((room - ahead) / interval)
+        return Decision(limit, True, remaining, 0, _seconds(ahead))
 
-    return decision, new_tat
+    remaining = math.floor((room - behind) / interval)
+    return Decision(
+        limit,
+        False,
+        max(0, remaining),
+        max(1, _seconds(ahead - limit.tolerance_ms)),
+        _seconds(behind),
+    )
 
 
 def evaluate(

@@ -92,3 +92,21 @@ async def test_a_redis_that_forgot_its_scripts_runs_them_again(
 async def forget_scripts(settings: ServiceSettings) -> None:
     async with redis.Redis.from_url(settings.redis_url) as other:
         await other.script_flush()
+
+
+async def test_the_script_loses_no_unit_to_the_time_of_day(
+    link: redis_state.RedisLink, settings: ServiceSettings
+) -> None:
+    # A time with a fraction of a millisecond, and an interval of 60000/7 ms:
+    # the script and `limits.decide` count alike, every unit of the bucket.
+    prefix = settings.redis_key_prefix
+    now_s = 1_796_438_173.8662765
+    gate = redis_state.RedisViewGate(link, prefix=prefix, clock=lambda: now_s)
+    odd = limits.Limit("user", quota=7, window_s=60)
+    prepared = gate.prepare("view:y", [[limits.Bucket("user:{t/odd}", odd)]])
+
+    admissions = [await prepared.admit() for _ in range(8)]
+
+    verdicts = [a.verdicts[-1] for a in admissions]
+    assert [v.allowed for v in verdicts] == [True] * 7 + [False]
+    assert [v.decisions[0].remaining for v in verdicts] == [6, 5, 4, 3, 2, 1, 0, 0]

@@ -102,3 +102,31 @@ def test_a_limit_without_room_is_refused(
 def test_a_verdict_without_buckets_binds_nothing() -> None:
     assert limits.Verdict(()).binding is None
     assert limits.Verdict(()).allowed
+
+
+@pytest.mark.parametrize("quota", [7, 13, 60, 7000, 100_000, 1_000_000])
+@pytest.mark.parametrize("now_ms", [1_796_438_173_866.2765, 1_900_000_000_000.0])
+def test_a_bucket_loses_no_unit_to_the_time_of_day(quota: int, now_ms: float) -> None:
+    # Times since the epoch in milliseconds carry float error near a
+    # quarter of a microsecond: an interval such as 60000/7 ms added to one
+    # and taken off again had come back short, and a full bucket said it had
+    # a unit less than it had.
+    limit = limits.Limit("user", quota=quota, window_s=60)
+
+    first, [stored] = limits.evaluate([limit], [None], now_ms=now_ms)
+    allowed = spend(limit, quota + 1, now_ms=now_ms) if quota <= 60 else []
+
+    assert first.allowed
+    assert first.decisions[0].remaining == quota - 1
+    assert stored == pytest.approx(now_ms + limit.interval_ms, abs=1e-3)
+    assert allowed == ([True] * quota + [False] if quota <= 60 else [])
+
+
+def test_a_full_buckets_decision_is_the_same_object_every_time() -> None:
+    limit = limits.Limit("user", quota=60, window_s=60)
+
+    first, _ = limits.evaluate([limit], [None], now_ms=1_000.0)
+    later, _ = limits.evaluate([limit], [2_000.5], now_ms=9_000_000.25)
+
+    assert first.decisions[0] is later.decisions[0]
+    assert first.decisions[0].remaining == 59
